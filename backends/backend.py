@@ -1,0 +1,123 @@
+"""The interface every array backend implements.
+
+A backend owns one device: its array module (``xp``), its random stream,
+host/device transfer, synchronisation and the fused kernels that plain
+array calls would make slow. Sigma's autodiff talks to arrays only through
+this interface, so nothing above ``backends/`` knows whether it holds numpy
+or cupy arrays.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class RandomStream:
+    """A seeded random stream whose state can be saved and restored exactly.
+
+    Example:
+        >>> import backends
+        >>> stream = backends.get("cpu").random
+        >>> stream.seed(0)
+        >>> state = stream.get_state()
+        >>> a = stream.uniform((3,))
+        >>> stream.set_state(state)
+        >>> bool((stream.uniform((3,)) == a).all())
+        True
+    """
+
+    def seed(self, seed: int) -> None:
+        raise NotImplementedError
+
+    def get_state(self) -> dict:
+        raise NotImplementedError
+
+    def set_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: Any = np.float32):
+        raise NotImplementedError
+
+    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0, dtype: Any = np.float32):
+        raise NotImplementedError
+
+    def integers(self, low: int, high: int, shape: Sequence[int]):
+        raise NotImplementedError
+
+    def permutation(self, n: int):
+        raise NotImplementedError
+
+
+class Backend:
+    """Base class of array backends (``cpu``, ``cuda:0``, ...).
+
+    Subclasses set ``name``, ``kind`` and ``xp`` and implement the transfer,
+    random and kernel methods. Kernels take and return arrays of ``xp``.
+
+    Example:
+        >>> import backends
+        >>> cpu = backends.get("cpu")
+        >>> cpu.to_host(cpu.asarray([1.0, 2.0])).tolist()
+        [1.0, 2.0]
+    """
+
+    name: str = "abstract"
+    kind: str = "abstract"
+    xp: Any = None
+    random: RandomStream
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name}>"
+
+    # -- transfer -------------------------------------------------------
+    def asarray(self, data: Any, dtype: Any = None):
+        """Return ``data`` as an array of this backend (no copy if already one)."""
+        raise NotImplementedError
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Return a numpy copy (or view, for the CPU) of a backend array."""
+        raise NotImplementedError
+
+    def is_array(self, obj: Any) -> bool:
+        """True if ``obj`` is an array that lives on this backend."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until all queued work on the device has finished."""
+
+    # -- fused kernels ------------------------------------------------------
+    def erf(self, x):
+        """The error function, elementwise."""
+        raise NotImplementedError
+
+    def im2col(self, x, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):
+        """(N, C, H, W) -> (N, C*kh*kw, OH*OW) patches."""
+        raise NotImplementedError
+
+    def col2im(self, cols, input_shape: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):
+        """Adjoint of :meth:`im2col`: scatter-add patches back to (N, C, H, W)."""
+        raise NotImplementedError
+
+    def max_pool2d(self, x, kernel: tuple, stride: tuple, padding: tuple):
+        """Return ``(out, argmax)``; argmax holds flat indices into ``x``'s (H*W) plane."""
+        raise NotImplementedError
+
+    def pool_scatter(self, grad, argmax, input_shape: tuple):
+        """Adjoint of gathering ``x.reshape(N, C, H*W)`` at ``argmax``."""
+        raise NotImplementedError
+
+    def pool_gather(self, x, argmax):
+        """Gather ``x.reshape(N, C, H*W)`` at ``argmax`` (the adjoint of :meth:`pool_scatter`)."""
+        n, c = x.shape[:2]
+        flat = x.reshape(n, c, -1)
+        idx = argmax.reshape(n, c, -1)
+        return self.xp.take_along_axis(flat, idx, axis=2).reshape(argmax.shape)
+
+    def scatter_add(self, shape: tuple, index, values):
+        """Zeros of ``shape`` with ``values`` added at rows ``index`` along axis 0."""
+        raise NotImplementedError
+
+    def softmax_cross_entropy(self, logits, labels):
+        """Return ``(per_sample_loss, softmax)`` for integer labels, stably."""
+        raise NotImplementedError

@@ -1,0 +1,132 @@
+"""The CPU backend: numpy arrays, a numpy random generator, numba kernels."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from backends.backend import Backend, RandomStream
+from backends.cpu import kernels
+
+
+class NumpyRandomStream(RandomStream):
+    """Random stream over numpy's PCG64 generator; its state is a plain dict."""
+
+    def __init__(self, seed: int = 0):
+        self.seed(seed)
+
+    def seed(self, seed: int) -> None:
+        self._generator = np.random.Generator(np.random.PCG64(int(seed)))
+
+    def get_state(self) -> dict:
+        return self._generator.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        if state.get("bit_generator") != "PCG64":
+            raise ValueError(f"cpu random stream: expected a PCG64 state, got {state.get('bit_generator')!r}")
+        self._generator.bit_generator.state = state
+
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: Any = np.float32):
+        dtype = np.dtype(dtype)
+        if dtype in (np.float32, np.float64):
+            out = self._generator.random(tuple(shape), dtype=dtype)
+        else:
+            out = self._generator.random(tuple(shape)).astype(dtype)
+        if low != 0.0 or high != 1.0:
+            out *= (high - low)
+            out += low
+        return out
+
+    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0, dtype: Any = np.float32):
+        dtype = np.dtype(dtype)
+        out = self._generator.standard_normal(tuple(shape), dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
+        out = out.astype(dtype, copy=False)
+        if std != 1.0:
+            out *= std
+        if mean != 0.0:
+            out += mean
+        return out
+
+    def integers(self, low: int, high: int, shape: Sequence[int]):
+        return self._generator.integers(low, high, size=tuple(shape), dtype=np.int64)
+
+    def permutation(self, n: int):
+        return self._generator.permutation(n)
+
+
+class CPUBackend(Backend):
+    """numpy on the host, with numba kernels for convolution and pooling.
+
+    Example:
+        >>> import backends
+        >>> cpu = backends.get("cpu")
+        >>> cpu.xp.__name__
+        'numpy'
+    """
+
+    kind = "cpu"
+    xp = np
+
+    def __init__(self, name: str = "cpu", seed: int = 0):
+        self.name = name
+        self.random = NumpyRandomStream(seed)
+
+    def asarray(self, data: Any, dtype: Any = None):
+        if hasattr(data, "__cuda_array_interface__") and hasattr(data, "get"):
+            data = data.get()
+        return np.asarray(data, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+    def is_array(self, obj: Any) -> bool:
+        return isinstance(obj, (np.ndarray, np.generic))
+
+    def erf(self, x):
+        from backends.cpu.special import erf
+        return erf(x)
+
+    def im2col(self, x, kernel, stride, padding, dilation):
+        n, c, h, w = x.shape
+        kh, kw = kernel
+        oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        out = np.empty((n * oh * ow, c * kh * kw), dtype=x.dtype)
+        return kernels.im2col(np.ascontiguousarray(x), kh, kw, stride[0], stride[1], padding[0], padding[1],
+                              dilation[0], dilation[1], oh, ow, out)
+
+    def col2im(self, cols, input_shape, kernel, stride, padding, dilation):
+        n, c, h, w = input_shape
+        kh, kw = kernel
+        oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        out = np.empty(input_shape, dtype=cols.dtype)
+        return kernels.col2im(np.ascontiguousarray(cols), kh, kw, stride[0], stride[1], padding[0], padding[1],
+                              dilation[0], dilation[1], oh, ow, out)
+
+    def max_pool2d(self, x, kernel, stride, padding):
+        n, c, h, w = x.shape
+        oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+        ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+        out = np.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+        return kernels.max_pool2d(np.ascontiguousarray(x), kernel[0], kernel[1], stride[0], stride[1],
+                                  padding[0], padding[1], oh, ow, out, argmax)
+
+    def pool_scatter(self, grad, argmax, input_shape):
+        out = np.empty(input_shape, dtype=grad.dtype)
+        return kernels.pool_scatter(np.ascontiguousarray(grad), argmax, out)
+
+    def scatter_add(self, shape, index, values):
+        out = np.zeros(shape, dtype=values.dtype)
+        flat_index = np.ascontiguousarray(index.reshape(-1))
+        kernels.scatter_add_rows(flat_index, np.ascontiguousarray(values.reshape(flat_index.size, -1)),
+                                 out.reshape(shape[0], -1))
+        return out
+
+    def softmax_cross_entropy(self, logits, labels):
+        n = logits.shape[0]
+        loss = np.empty(n, dtype=logits.dtype)
+        probs = np.empty_like(logits)
+        return kernels.softmax_cross_entropy(np.ascontiguousarray(logits), np.ascontiguousarray(labels, dtype=np.int64),
+                                             loss, probs)

@@ -1,0 +1,139 @@
+"""Numba kernels for the CPU backend: the data movement numpy alone does slowly.
+
+Each kernel writes into a preallocated output so the caller controls dtype
+and memory. ``cache=True`` keeps compiled code on disk between processes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # out: (N*OH*OW, C*kh*kw); one row per output pixel so that convolution is
+    # a single large GEMM rather than N small ones.
+    n, c, h, w = x.shape
+    for b in prange(n):
+        for i in range(oh):
+            for j in range(ow):
+                row = (b * oh + i) * ow + j
+                for ch in range(c):
+                    for ki in range(kh):
+                        y = i * sh - ph + ki * dh
+                        base = (ch * kh + ki) * kw
+                        if y < 0 or y >= h:
+                            for kj in range(kw):
+                                out[row, base + kj] = 0
+                            continue
+                        for kj in range(kw):
+                            xx = j * sw - pw + kj * dw
+                            if xx < 0 or xx >= w:
+                                out[row, base + kj] = 0
+                            else:
+                                out[row, base + kj] = x[b, ch, y, xx]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # Adjoint of im2col. Each image b is written by one thread only: no races.
+    n, c, h, w = out.shape
+    for b in prange(n):
+        for ch in range(c):
+            for y in range(h):
+                for xx in range(w):
+                    out[b, ch, y, xx] = 0
+        for i in range(oh):
+            for j in range(ow):
+                row = (b * oh + i) * ow + j
+                for ch in range(c):
+                    for ki in range(kh):
+                        y = i * sh - ph + ki * dh
+                        if y < 0 or y >= h:
+                            continue
+                        base = (ch * kh + ki) * kw
+                        for kj in range(kw):
+                            xx = j * sw - pw + kj * dw
+                            if 0 <= xx < w:
+                                out[b, ch, y, xx] += cols[row, base + kj]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d(x, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
+    n, c, h, w = x.shape
+    for bc in prange(n * c):
+        b = bc // c
+        ch = bc % c
+        for i in range(oh):
+            for j in range(ow):
+                best = -np.inf
+                best_index = -1
+                for ki in range(kh):
+                    y = i * sh - ph + ki
+                    if y < 0 or y >= h:
+                        continue
+                    for kj in range(kw):
+                        xx = j * sw - pw + kj
+                        if xx < 0 or xx >= w:
+                            continue
+                        v = x[b, ch, y, xx]
+                        # NaN wins so that it propagates like in numpy's max
+                        if v > best or best_index == -1 or math.isnan(v):
+                            best = v
+                            best_index = y * w + xx
+                            if math.isnan(v):
+                                break
+                out[b, ch, i, j] = best
+                argmax[b, ch, i, j] = best_index
+    return out, argmax
+
+
+@njit(parallel=True, cache=True)
+def pool_scatter(grad, argmax, out):
+    n, c, oh, ow = grad.shape
+    h, w = out.shape[2], out.shape[3]
+    for bc in prange(n * c):
+        b = bc // c
+        ch = bc % c
+        for y in range(h):
+            for xx in range(w):
+                out[b, ch, y, xx] = 0
+        for i in range(oh):
+            for j in range(ow):
+                k = argmax[b, ch, i, j]
+                out[b, ch, k // w, k % w] += grad[b, ch, i, j]
+    return out
+
+
+@njit(cache=True)
+def scatter_add_rows(index, values, out):
+    # Sequential on purpose: two rows may share an index.
+    for i in range(index.shape[0]):
+        r = index[i]
+        for j in range(values.shape[1]):
+            out[r, j] += values[i, j]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy(logits, labels, loss, probs):
+    n, k = logits.shape
+    for i in prange(n):
+        m = logits[i, 0]
+        for j in range(1, k):
+            if logits[i, j] > m:
+                m = logits[i, j]
+        total = 0.0
+        for j in range(k):
+            e = math.exp(logits[i, j] - m)
+            probs[i, j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(k):
+            probs[i, j] *= inv
+        loss[i] = math.log(total) + m - logits[i, labels[i]]
+    return loss, probs

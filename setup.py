@@ -1,0 +1,28 @@
+"""Install Sigma: the framework (sigma), its array backends (backends) and the GUI (sigma_gui)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="sigma",
+    version="0.1.0",
+    description="A machine-learning framework with its own autodiff, CPU/CUDA backends, trainer and GUI",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sigma", "sigma.*", "backends", "backends.*", "sigma_gui", "sigma_gui.*"]),
+    include_package_data=True,
+    package_data={"sigma": ["data/bundled/*"]},
+    install_requires=["numpy>=2", "numba>=0.60", "h5py>=3.8", "tqdm>=4.60"],
+    extras_require={
+        "gui": ["pyqt6<6.12", "pyqtgraph>=0.13"],
+        "cuda": ["cupy-cuda12x>=13"],
+        "mpi": ["mpi4py>=3.1"],
+        "images": ["pillow>=10"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "torch==2.13.0", "pillow>=10"],
+        "docs": ["sphinx>=7", "myst-parser>=2"],
+    },
+    entry_points={
+        "console_scripts": ["sigma=sigma.cli:main"],
+        "sigma.backends": [],
+        "sigma.optimisers": [],
+    },
+)

@@ -1,0 +1,196 @@
+"""Reverse-mode differentiation over the recorded graph.
+
+The graph is implicit: every non-leaf tensor points at the :class:`Function`
+that made it, and that function at its input tensors. ``backward`` sorts the
+tensors reachable from the outputs topologically, then walks them in reverse,
+calling each function's ``backward`` once with the sum of its output's
+gradients.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Sequence
+
+from sigma.autograd.grad_mode import grad_mode
+
+_FREED = ("backward: the graph was already freed by an earlier backward(); "
+          "call backward(retain_graph=True) the first time if you need to go through it twice")
+
+
+def _topological_order(roots: Sequence) -> List:
+    """Tensors with a creator, each after all tensors that consume it."""
+    order = []
+    seen = set()
+    for root in roots:
+        if root._node is None or id(root) in seen:
+            continue
+        if root._node.inputs is None:
+            raise RuntimeError(_FREED)
+        seen.add(id(root))
+        stack = [(root, iter(root._node.inputs))]
+        while stack:
+            tensor, parents = stack[-1]
+            for parent in parents:
+                node = parent._node
+                if node is not None and parent.requires_grad and id(parent) not in seen:
+                    if node.inputs is None:
+                        raise RuntimeError(_FREED)
+                    seen.add(id(parent))
+                    stack.append((parent, iter(node.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(tensor)
+    return order
+
+
+def _seed_gradient(output, grad):
+    from sigma.tensor import Tensor
+    if grad is None:
+        if output.data.size != 1:
+            raise RuntimeError(
+                f"backward: the output has shape {output.shape}, not a single value; "
+                "pass a gradient of that shape, e.g. y.backward(sigma.ones_like(y)), or reduce it first (y.sum())")
+        return Tensor._make(output.backend.xp.ones(output.data.shape, dtype=output.data.dtype),
+                            output.backend, False, None)
+    if not isinstance(grad, Tensor):
+        grad = Tensor(grad, dtype=output.dtype, device=output.backend)
+    if grad.shape != output.shape:
+        raise ValueError(f"backward: gradient of shape {grad.shape} given for an output of shape {output.shape}")
+    return grad
+
+
+def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
+                 create_graph: bool = False, inputs: Optional[Sequence] = None,
+                 allow_unused: bool = False):
+    """Propagate gradients from ``outputs``.
+
+    With ``inputs=None`` gradients accumulate into the ``.grad`` of leaf
+    tensors. Otherwise the gradients of ``inputs`` are returned and no
+    ``.grad`` is touched (this is ``sigma.autograd.grad``).
+    """
+    for output in outputs:
+        if not output.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph "
+                               "(was it made under no_grad, or from tensors without requires_grad=True?)")
+    seeds = [_seed_gradient(o, g) for o, g in zip(outputs, grads)]
+    order = _topological_order(outputs)
+
+    grad_of = {}
+    for output, seed in zip(outputs, seeds):
+        key = id(output)
+        grad_of[key] = grad_of[key] + seed if key in grad_of else seed
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    captured = {}
+    given_to_leaves = set()
+
+    previous_mode = grad_mode.enabled
+    grad_mode.enabled = create_graph
+    try:
+        # Leaves that are themselves outputs (y = x; y.backward()) get the seed.
+        for output in outputs:
+            if output._node is None and id(output) in grad_of:
+                _deliver(output, grad_of.pop(id(output)), wanted, captured, given_to_leaves)
+        for tensor in reversed(order):
+            grad = grad_of.pop(id(tensor), None)
+            if grad is None:
+                continue
+            if wanted is not None and id(tensor) in wanted:
+                captured[id(tensor)] = grad
+            node = tensor._node
+            input_grads = node.backward(grad)
+            if type(input_grads) is not tuple:
+                input_grads = (input_grads,)
+            for parent, parent_grad in zip(node.inputs, input_grads):
+                if parent_grad is None or not parent.requires_grad:
+                    continue
+                if parent._node is None:
+                    _deliver(parent, parent_grad, wanted, captured, given_to_leaves)
+                else:
+                    key = id(parent)
+                    if key in grad_of:
+                        grad_of[key] = grad_of[key] + parent_grad
+                    else:
+                        grad_of[key] = parent_grad
+            if not retain_graph:
+                node.inputs = None
+                tensor._node = _FreedNode
+    finally:
+        grad_mode.enabled = previous_mode
+
+    if inputs is None:
+        return None
+    results = []
+    for t in inputs:
+        g = captured.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError("grad: one of the inputs was not used to compute the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        results.append(g)
+    return tuple(results)
+
+
+def _deliver(leaf, grad, wanted, captured, given_to_leaves) -> None:
+    if wanted is not None:
+        if id(leaf) in wanted:
+            key = id(leaf)
+            captured[key] = captured[key] + grad if key in captured else grad
+        return
+    if leaf.grad is None:
+        # Several leaves may receive the same array (e.g. both sides of an
+        # add); copy so that an in-place change to one .grad spares the rest.
+        if id(grad.data) in given_to_leaves:
+            grad = grad.clone()
+        given_to_leaves.add(id(grad.data))
+        leaf.grad = grad if grad_mode.enabled else grad.detach()
+    else:
+        leaf.grad = leaf.grad + grad
+
+
+class _FreedNodeType:
+    """Stands in for a creator whose graph was freed, so a second backward
+    fails with a plain message instead of silently doing nothing."""
+
+    __slots__ = ()
+    inputs = None
+
+    def backward(self, grad):  # pragma: no cover - never reached, order checks first
+        raise RuntimeError(_FREED)
+
+    def __repr__(self) -> str:
+        return "<freed>"
+
+
+_FreedNode = _FreedNodeType()
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: Optional[bool] = None,
+         create_graph: bool = False, allow_unused: bool = False):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple.
+
+    Like ``torch.autograd.grad``: ``.grad`` attributes are left alone, and
+    ``create_graph=True`` records the gradient computation so that it can be
+    differentiated again.
+
+    Example:
+        >>> import sigma
+        >>> x = sigma.tensor(3.0, requires_grad=True)
+        >>> (dy,) = sigma.autograd.grad(x ** 3, [x], create_graph=True)
+        >>> (d2y,) = sigma.autograd.grad(dy, [x])
+        >>> dy.item(), d2y.item()
+        (27.0, 18.0)
+    """
+    single_output = not isinstance(outputs, (list, tuple))
+    outputs = [outputs] if single_output else list(outputs)
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("grad: an input does not require grad; create it with requires_grad=True")
+    if retain_graph is None:
+        retain_graph = create_graph
+    return run_backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                        inputs=list(inputs), allow_unused=allow_unused)

@@ -1,0 +1,23 @@
+"""The project's promises about itself: README's commands and CI agree."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.*?)\n```", text, re.S)
+
+
+def test_readme_opens_with_demo_and_test_commands():
+    commands = _readme_commands()
+    assert len(commands) >= 2
+    assert "sigma demo" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    test_command = _readme_commands()[1].strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci_lines
