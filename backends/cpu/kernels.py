@@ -119,10 +119,11 @@ def scatter_add_rows(index, values, out):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def softmax_cross_entropy(logits, labels, loss, probs):
+    # Serial: rows are short, and a parallel launch costs more than the work.
     n, k = logits.shape
-    for i in prange(n):
+    for i in range(n):
         m = logits[i, 0]
         for j in range(1, k):
             if logits[i, j] > m:
