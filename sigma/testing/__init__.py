@@ -1,0 +1,1 @@
+"""Tools for people who extend Sigma: gradient checks and conformance kits."""
