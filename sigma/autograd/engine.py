@@ -8,6 +8,7 @@ gradients.
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterable, List, Optional, Sequence
 
 from sigma.autograd.grad_mode import grad_mode
@@ -44,7 +45,7 @@ def _topological_order(roots: Sequence) -> List:
 
 
 def _seed_gradient(output, grad):
-    from sigma.tensor import Tensor
+    Tensor = _tensor_class()
     if grad is None:
         if output.data.size != 1:
             raise RuntimeError(
@@ -57,6 +58,13 @@ def _seed_gradient(output, grad):
     if grad.shape != output.shape:
         raise ValueError(f"backward: gradient of shape {grad.shape} given for an output of shape {output.shape}")
     return grad
+
+
+@functools.lru_cache(maxsize=None)
+def _tensor_class():
+    # sigma.tensor imports this module, so the class is fetched on first use.
+    from sigma.tensor import Tensor
+    return Tensor
 
 
 def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,

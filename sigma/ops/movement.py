@@ -172,7 +172,10 @@ class ToBackend(UnaryFunction):
 def _shape_args(shape: Sequence) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    return tuple(int(s) for s in shape)
+    for s in shape:
+        if type(s) is not int:
+            return tuple(int(s) for s in shape)  # numpy integers, or a clear TypeError
+    return tuple(shape)
 
 
 def reshape(x: Tensor, *shape) -> Tensor:

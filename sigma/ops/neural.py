@@ -93,12 +93,12 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     The mask comes from the backend's random stream, so ``sigma.manual_seed``
     makes it repeatable.
     """
-    if not 0.0 <= p < 1.0:
-        if p == 1.0:
-            return x * 0.0
+    if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
+    if p == 1.0:
+        return x * 0.0
     keep = x.backend.random.uniform(x.shape, dtype=x.dtype) >= p
     scale = keep.astype(x.dtype) * (1.0 / (1.0 - p))
     return x * Tensor._make(scale, x.backend, False, None)

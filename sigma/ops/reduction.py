@@ -5,6 +5,7 @@ import builtins
 from typing import Optional, Sequence, Union
 
 from sigma.autograd.function import UnaryFunction
+from sigma.autograd.grad_mode import grad_mode
 from sigma.ops.elementwise import _constant_like, _xp
 from sigma.tensor import Tensor
 
@@ -41,8 +42,15 @@ class Sum(UnaryFunction):
 
     def backward(self, grad):
         x, = self.inputs
+        kept = _kept_shape(x.data.shape, self.axes)
+        if not grad_mode.enabled:
+            # Plain backward: filling a new array is several times cheaper
+            # than numpy's Python-level broadcast_to on small tensors.
+            out = x.backend.xp.empty(x.data.shape, dtype=grad.data.dtype)
+            out[...] = grad.data.reshape(kept)
+            return Tensor._make(out, x.backend, False, None)
         if not self.keepdims:
-            grad = grad.reshape(_kept_shape(x.data.shape, self.axes))
+            grad = grad.reshape(kept)
         return grad.expand(x.data.shape)
 
 
