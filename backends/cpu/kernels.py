@@ -13,52 +13,57 @@ from numba import njit, prange
 
 @njit(parallel=True, cache=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    # out: (N*OH*OW, C*kh*kw); one row per output pixel so that convolution is
-    # a single large GEMM rather than N small ones.
+    # out: (N, C*kh*kw, OH*OW). Each (sample, channel) pair is one parallel task
+    # writing its own kh*kw rows, and each row is filled in runs along a
+    # contiguous image row, which the compiler vectorises.
     n, c, h, w = x.shape
-    for b in prange(n):
-        for i in range(oh):
-            for j in range(ow):
-                row = (b * oh + i) * ow + j
-                for ch in range(c):
-                    for ki in range(kh):
-                        y = i * sh - ph + ki * dh
-                        base = (ch * kh + ki) * kw
-                        if y < 0 or y >= h:
-                            for kj in range(kw):
-                                out[row, base + kj] = 0
-                            continue
-                        for kj in range(kw):
-                            xx = j * sw - pw + kj * dw
-                            if xx < 0 or xx >= w:
-                                out[row, base + kj] = 0
-                            else:
-                                out[row, base + kj] = x[b, ch, y, xx]
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        for ki in range(kh):
+            for kj in range(kw):
+                row = (ch * kh + ki) * kw + kj
+                for i in range(oh):
+                    y = i * sh - ph + ki * dh
+                    base = i * ow
+                    if y < 0 or y >= h:
+                        for j in range(ow):
+                            out[b, row, base + j] = 0
+                        continue
+                    offset = kj * dw - pw
+                    for j in range(ow):
+                        xx = j * sw + offset
+                        if 0 <= xx < w:
+                            out[b, row, base + j] = x[b, ch, y, xx]
+                        else:
+                            out[b, row, base + j] = 0
     return out
 
 
 @njit(parallel=True, cache=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    # Adjoint of im2col. Each image b is written by one thread only: no races.
+    # Adjoint of im2col. Task (b, ch) owns out[b, ch]: no two threads add into
+    # the same pixel.
     n, c, h, w = out.shape
-    for b in prange(n):
-        for ch in range(c):
-            for y in range(h):
-                for xx in range(w):
-                    out[b, ch, y, xx] = 0
-        for i in range(oh):
-            for j in range(ow):
-                row = (b * oh + i) * ow + j
-                for ch in range(c):
-                    for ki in range(kh):
-                        y = i * sh - ph + ki * dh
-                        if y < 0 or y >= h:
-                            continue
-                        base = (ch * kh + ki) * kw
-                        for kj in range(kw):
-                            xx = j * sw - pw + kj * dw
-                            if 0 <= xx < w:
-                                out[b, ch, y, xx] += cols[row, base + kj]
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        for y in range(h):
+            for xx in range(w):
+                out[b, ch, y, xx] = 0
+        for ki in range(kh):
+            for kj in range(kw):
+                row = (ch * kh + ki) * kw + kj
+                for i in range(oh):
+                    y = i * sh - ph + ki * dh
+                    if y < 0 or y >= h:
+                        continue
+                    base = i * ow
+                    offset = kj * dw - pw
+                    for j in range(ow):
+                        xx = j * sw + offset
+                        if 0 <= xx < w:
+                            out[b, ch, y, xx] += cols[b, row, base + j]
     return out
 
 

@@ -76,10 +76,10 @@ class CupyRandomStream(RandomStream):
 
 
 _IM2COL = r"""
-    // i indexes out (N*OH*OW, C*KH*KW)
-    int k = c * kh * kw;
-    int row = i / k, col = i % k;
-    int j = row % ow; int t = row / ow; int r = t % oh; int b = t / oh;
+    // i indexes out (N, C*KH*KW, OH*OW)
+    int p = oh * ow, k = c * kh * kw;
+    int pos = i % p; int t = i / p; int col = t % k; int b = t / k;
+    int j = pos % ow; int r = pos / ow;
     int kj = col % kw; t = col / kw; int ki = t % kh; int ch = t / kh;
     int y = r * sh - ph + ki * dh;
     int x = j * sw - pw + kj * dw;
@@ -98,7 +98,7 @@ _COL2IM = r"""
             int rx = x + pw - kj * dw;
             if (rx < 0 || rx % sw != 0) continue;
             int j = rx / sw; if (j >= ow) continue;
-            acc += cols[((b * oh + r) * ow + j) * (c * kh * kw) + (ch * kh + ki) * kw + kj];
+            acc += cols[((long long)b * (c * kh * kw) + (ch * kh + ki) * kw + kj) * (oh * ow) + r * ow + j];
         }
     }
     out = acc;
@@ -176,7 +176,7 @@ class CUDABackend(Backend):
         oh = self._out_size(h, kernel[0], stride[0], padding[0], dilation[0])
         ow = self._out_size(w, kernel[1], stride[1], padding[1], dilation[1])
         with self.device:
-            out = self.xp.empty((n * oh * ow, c * kernel[0] * kernel[1]), dtype=x.dtype)
+            out = self.xp.empty((n, c * kernel[0] * kernel[1], oh * ow), dtype=x.dtype)
             self._im2col(self.xp.ascontiguousarray(x), c, h, w, kernel[0], kernel[1], stride[0], stride[1],
                          padding[0], padding[1], dilation[0], dilation[1], oh, ow, out)
         return out
