@@ -92,7 +92,7 @@ class Backend:
         raise NotImplementedError
 
     def im2col(self, x, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):
-        """(N, C, H, W) -> (N, C*kh*kw, OH*OW) patches (the layout of ``torch.nn.functional.unfold``)."""
+        """(N, C, H, W) -> (C*kh*kw, N, OH*OW) patches: one matrix product then convolves the batch."""
         raise NotImplementedError
 
     def col2im(self, cols, input_shape: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):

@@ -91,7 +91,7 @@ class CPUBackend(Backend):
         kh, kw = kernel
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        out = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
+        out = np.empty((c * kh * kw, n, oh * ow), dtype=x.dtype)
         return kernels.im2col(np.ascontiguousarray(x), kh, kw, stride[0], stride[1], padding[0], padding[1],
                               dilation[0], dilation[1], oh, ow, out)
 

@@ -13,9 +13,9 @@ from numba import njit, prange
 
 @njit(parallel=True, cache=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    # out: (N, C*kh*kw, OH*OW). Each (sample, channel) pair is one parallel task
-    # writing its own kh*kw rows, and each row is filled in runs along a
-    # contiguous image row, which the compiler vectorises.
+    # out: (C*kh*kw, N, OH*OW), so that a convolution over the whole batch is
+    # one matrix product. Each (sample, channel) pair is one parallel task
+    # writing its own kh*kw rows, filled in runs along a contiguous image row.
     n, c, h, w = x.shape
     for task in prange(n * c):
         b = task // c
@@ -28,15 +28,15 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
                     base = i * ow
                     if y < 0 or y >= h:
                         for j in range(ow):
-                            out[b, row, base + j] = 0
+                            out[row, b, base + j] = 0
                         continue
                     offset = kj * dw - pw
                     for j in range(ow):
                         xx = j * sw + offset
                         if 0 <= xx < w:
-                            out[b, row, base + j] = x[b, ch, y, xx]
+                            out[row, b, base + j] = x[b, ch, y, xx]
                         else:
-                            out[b, row, base + j] = 0
+                            out[row, b, base + j] = 0
     return out
 
 
@@ -63,7 +63,7 @@ def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
                     for j in range(ow):
                         xx = j * sw + offset
                         if 0 <= xx < w:
-                            out[b, ch, y, xx] += cols[b, row, base + j]
+                            out[b, ch, y, xx] += cols[row, b, base + j]
     return out
 
 

@@ -76,9 +76,9 @@ class CupyRandomStream(RandomStream):
 
 
 _IM2COL = r"""
-    // i indexes out (N, C*KH*KW, OH*OW)
-    int p = oh * ow, k = c * kh * kw;
-    int pos = i % p; int t = i / p; int col = t % k; int b = t / k;
+    // i indexes out (C*KH*KW, N, OH*OW)
+    int p = oh * ow;
+    int pos = i % p; int t = i / p; int b = t % n; int col = t / n;
     int j = pos % ow; int r = pos / ow;
     int kj = col % kw; t = col / kw; int ki = t % kh; int ch = t / kh;
     int y = r * sh - ph + ki * dh;
@@ -98,7 +98,7 @@ _COL2IM = r"""
             int rx = x + pw - kj * dw;
             if (rx < 0 || rx % sw != 0) continue;
             int j = rx / sw; if (j >= ow) continue;
-            acc += cols[((long long)b * (c * kh * kw) + (ch * kh + ki) * kw + kj) * (oh * ow) + r * ow + j];
+            acc += cols[(((long long)(ch * kh + ki) * kw + kj) * n + b) * (oh * ow) + r * ow + j];
         }
     }
     out = acc;
@@ -139,10 +139,10 @@ class CUDABackend(Backend):
         self.device = cupy.cuda.Device(self.device_id)
         self.random = CupyRandomStream(cupy, self.device_id, seed)
         ek = cupy.ElementwiseKernel
-        self._im2col = ek("raw T img, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
+        self._im2col = ek("raw T img, int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
                           "int32 ph, int32 pw, int32 dh, int32 dw, int32 oh, int32 ow", "T out",
                           _IM2COL, "sigma_im2col")
-        self._col2im = ek("raw T cols, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
+        self._col2im = ek("raw T cols, int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
                           "int32 ph, int32 pw, int32 dh, int32 dw, int32 oh, int32 ow", "T out",
                           _COL2IM, "sigma_col2im")
         self._max_pool = ek("raw T img, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
@@ -176,8 +176,8 @@ class CUDABackend(Backend):
         oh = self._out_size(h, kernel[0], stride[0], padding[0], dilation[0])
         ow = self._out_size(w, kernel[1], stride[1], padding[1], dilation[1])
         with self.device:
-            out = self.xp.empty((n, c * kernel[0] * kernel[1], oh * ow), dtype=x.dtype)
-            self._im2col(self.xp.ascontiguousarray(x), c, h, w, kernel[0], kernel[1], stride[0], stride[1],
+            out = self.xp.empty((c * kernel[0] * kernel[1], n, oh * ow), dtype=x.dtype)
+            self._im2col(self.xp.ascontiguousarray(x), n, c, h, w, kernel[0], kernel[1], stride[0], stride[1],
                          padding[0], padding[1], dilation[0], dilation[1], oh, ow, out)
         return out
 
@@ -187,7 +187,7 @@ class CUDABackend(Backend):
         ow = self._out_size(w, kernel[1], stride[1], padding[1], dilation[1])
         with self.device:
             out = self.xp.empty(input_shape, dtype=cols.dtype)
-            self._col2im(self.xp.ascontiguousarray(cols), c, h, w, kernel[0], kernel[1], stride[0], stride[1],
+            self._col2im(self.xp.ascontiguousarray(cols), n, c, h, w, kernel[0], kernel[1], stride[0], stride[1],
                          padding[0], padding[1], dilation[0], dilation[1], oh, ow, out)
         return out
 

@@ -24,9 +24,10 @@ from sigma.tensor import Tensor
 
 IntPair = Union[int, Sequence[int]]
 
-# Target size of one chunk's patch matrix; a few MB fits the L2/L3 caches of
-# current CPUs. GPUs take the whole batch at once.
-CHUNK_BYTES = 4 * 1024 * 1024
+# Target size of one chunk's patch matrix: small enough that the allocator
+# reuses it instead of mapping (and page-faulting) fresh memory each time,
+# large enough for an efficient matrix product. GPUs take the whole batch.
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def pair(op: str, name: str, value: IntPair, minimum: int) -> Tuple[int, int]:
@@ -81,15 +82,23 @@ def _conv_forward(backend, x, w, geometry: _Geometry):
     n = x.shape[0]
     groups, oc = geometry.groups, geometry.out_channels
     ocg = oc // groups
-    out = xp.empty((n, oc, geometry.oh * geometry.ow), dtype=x.dtype)
+    p = geometry.oh * geometry.ow
+    out = xp.empty((n, oc, p), dtype=x.dtype)
     w_groups = w.reshape(groups, ocg, -1)                        # (g, OCg, Kg)
     kg = w_groups.shape[2]
     for start, stop in geometry.chunks(backend):
-        cols = geometry.im2col(backend, x[start:stop])          # (nb, g*Kg, P)
+        nb = stop - start
+        cols = geometry.im2col(backend, x[start:stop])          # (g*Kg, nb, P)
         for g in range(groups):
-            # (OCg, Kg) @ (nb, Kg, P) -> (nb, OCg, P): already in NCHW order
-            xp.matmul(w_groups[g], cols[:, g * kg:(g + 1) * kg], out=out[start:stop, g * ocg:(g + 1) * ocg])
+            product = w_groups[g] @ cols[g * kg:(g + 1) * kg].reshape(kg, nb * p)   # (OCg, nb*P)
+            out[start:stop, g * ocg:(g + 1) * ocg] = product.reshape(ocg, nb, p).transpose(1, 0, 2)
     return out.reshape(n, oc, geometry.oh, geometry.ow)
+
+
+def _channels_first(backend, g3, start, stop):
+    """(nb, OC, P) slice of the output gradient -> contiguous (OC, nb*P)."""
+    block = backend.xp.ascontiguousarray(g3[start:stop].transpose(1, 0, 2))
+    return block.reshape(block.shape[0], -1)
 
 
 def _conv_input_grad(backend, g, w, geometry: _Geometry):
@@ -104,11 +113,13 @@ def _conv_input_grad(backend, g, w, geometry: _Geometry):
     kg = w_groups.shape[2]
     out = xp.empty(geometry.input_shape, dtype=g.dtype)
     for start, stop in geometry.chunks(backend):
-        cols = xp.empty((stop - start, groups * kg, p), dtype=g.dtype)
+        nb = stop - start
+        grad_block = _channels_first(backend, g3, start, stop)   # (OC, nb*P)
+        cols = xp.empty((groups * kg, nb, p), dtype=g.dtype)
         for gi in range(groups):
-            # (Kg, OCg) @ (nb, OCg, P) -> (nb, Kg, P)
-            xp.matmul(w_groups[gi].T, g3[start:stop, gi * ocg:(gi + 1) * ocg], out=cols[:, gi * kg:(gi + 1) * kg])
-        out[start:stop] = geometry.col2im(backend, cols, stop - start)
+            xp.matmul(w_groups[gi].T, grad_block[gi * ocg:(gi + 1) * ocg],
+                      out=cols[gi * kg:(gi + 1) * kg].reshape(kg, nb * p))
+        out[start:stop] = geometry.col2im(backend, cols, nb)
     return out
 
 
@@ -118,16 +129,16 @@ def _conv_weight_grad(backend, x, g, geometry: _Geometry, weight_shape):
     n = x.shape[0]
     groups, oc = geometry.groups, geometry.out_channels
     ocg = oc // groups
-    g3 = g.reshape(n, oc, geometry.oh * geometry.ow)
+    p = geometry.oh * geometry.ow
+    g3 = g.reshape(n, oc, p)
     kg = weight_shape[1] * weight_shape[2] * weight_shape[3]
     dw = xp.zeros((groups, ocg, kg), dtype=x.dtype)
     for start, stop in geometry.chunks(backend):
-        cols = geometry.im2col(backend, x[start:stop])          # (nb, g*Kg, P)
+        nb = stop - start
+        cols = geometry.im2col(backend, x[start:stop])          # (g*Kg, nb, P)
+        grad_block = _channels_first(backend, g3, start, stop)   # (OC, nb*P)
         for gi in range(groups):
-            # sum over the chunk of (OCg, P) @ (P, Kg)
-            per_sample = xp.matmul(g3[start:stop, gi * ocg:(gi + 1) * ocg],
-                                   cols[:, gi * kg:(gi + 1) * kg].transpose(0, 2, 1))
-            dw[gi] += per_sample.sum(axis=0)
+            dw[gi] += grad_block[gi * ocg:(gi + 1) * ocg] @ cols[gi * kg:(gi + 1) * kg].reshape(kg, nb * p).T
     return dw.reshape(weight_shape)
 
 
@@ -179,7 +190,7 @@ class Conv2dWeightGrad(BinaryFunction):
 
 
 class Unfold(UnaryFunction):
-    """(N, C, H, W) -> (N, C*kh*kw, OH*OW): the patches, as ``torch.nn.functional.unfold``."""
+    """(N, C, H, W) -> (C*kh*kw, N, OH*OW): every patch of every image."""
     __slots__ = ("geometry",)
 
     def forward(self, x, kernel, stride, padding, dilation):

@@ -76,7 +76,7 @@ def avg_pool2d(x: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None
     kernel, stride, padding, oh, ow = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
     n, c, h, w = x.shape
     cols = Unfold.apply(x.reshape(n * c, 1, h, w), kernel, stride, padding, (1, 1))
-    return cols.mean(axis=1).reshape(n, c, oh, ow)  # cols: (N*C, kh*kw, OH*OW)
+    return cols.mean(axis=0).reshape(n, c, oh, ow)  # cols: (kh*kw, N*C, OH*OW)
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
