@@ -1,0 +1,98 @@
+"""Backend kernels against plain numpy references, and adjoint pairs against
+each other (<A x, y> == <x, A* y>)."""
+import numpy as np
+import pytest
+
+import backends
+
+
+def _naive_im2col(x, kernel, stride, padding, dilation):
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((c * kh * kw, n, oh * ow), x.dtype)
+    for ch in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                row = (ch * kh + ki) * kw + kj
+                for i in range(oh):
+                    for j in range(ow):
+                        out[row, :, i * ow + j] = padded[:, ch, i * stride[0] + ki * dilation[0],
+                                                         j * stride[1] + kj * dilation[1]]
+    return out
+
+
+GEOMETRIES = [
+    ((2, 3, 7, 6), (3, 3), (1, 1), (0, 0), (1, 1)),
+    ((1, 2, 9, 8), (3, 2), (2, 1), (1, 2), (2, 1)),
+    ((3, 1, 5, 5), (1, 1), (2, 2), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GEOMETRIES)
+def test_im2col_matches_reference_and_col2im_is_its_adjoint(device, shape, kernel, stride, padding, dilation):
+    b = backends.get(device)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    cols = b.to_host(b.im2col(b.asarray(x), kernel, stride, padding, dilation))
+    np.testing.assert_allclose(cols, _naive_im2col(x, kernel, stride, padding, dilation), rtol=0, atol=0)
+    y = rng.standard_normal(cols.shape)
+    back = b.to_host(b.col2im(b.asarray(y), shape, kernel, stride, padding, dilation))
+    np.testing.assert_allclose(np.vdot(cols, y), np.vdot(x, back), rtol=1e-12)
+
+
+def test_max_pool_matches_reference_and_scatter_is_adjoint_of_gather(device):
+    b = backends.get(device)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 6))
+    out, argmax = b.max_pool2d(b.asarray(x), (3, 2), (2, 2), (1, 1))
+    out, argmax = b.to_host(out), b.to_host(argmax)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            window = padded[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 2]
+            np.testing.assert_array_equal(out[:, :, i, j], window.max(axis=(2, 3)))
+    np.testing.assert_array_equal(np.take_along_axis(x.reshape(2, 3, -1), argmax.reshape(2, 3, -1), 2)
+                                  .reshape(out.shape), out)
+    g = rng.standard_normal(out.shape)
+    scattered = b.to_host(b.pool_scatter(b.asarray(g), b.asarray(argmax), x.shape))
+    gathered = b.to_host(b.pool_gather(b.asarray(x), b.asarray(argmax)))
+    np.testing.assert_allclose(np.vdot(scattered, x), np.vdot(g, gathered), rtol=1e-12)
+
+
+def test_max_pool_propagates_nan(device):
+    b = backends.get(device)
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 1, 0] = np.nan
+    out, _ = b.max_pool2d(b.asarray(x), (2, 2), (2, 2), (0, 0))
+    assert np.isnan(b.to_host(out)).all()
+
+
+def test_scatter_add_accumulates_repeated_rows(device):
+    b = backends.get(device)
+    index = np.array([[0, 2], [2, 2]])
+    values = np.arange(12, dtype=np.float64).reshape(2, 2, 3)
+    out = b.to_host(b.scatter_add((4, 3), b.asarray(index), b.asarray(values)))
+    expected = np.zeros((4, 3))
+    np.add.at(expected, index.ravel(), values.reshape(4, 3))
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_softmax_cross_entropy_is_stable_and_exact(device):
+    b = backends.get(device)
+    logits = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    labels = np.array([0, 2])
+    loss, probs = (b.to_host(a) for a in b.softmax_cross_entropy(b.asarray(logits), b.asarray(labels)))
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    np.testing.assert_allclose(loss, -log_probs[[0, 1], labels], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(probs, np.exp(log_probs), rtol=1e-12)
+
+
+def test_erf_matches_math(device):
+    import math
+    b = backends.get(device)
+    x = np.linspace(-3, 3, 13)
+    np.testing.assert_allclose(b.to_host(b.erf(b.asarray(x))), [math.erf(v) for v in x], rtol=1e-12)
