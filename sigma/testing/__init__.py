@@ -1,1 +1,2 @@
 """Tools for people who extend Sigma: gradient checks and conformance kits."""
+from sigma.testing.gradcheck import GradcheckError, gradcheck, gradgradcheck
