@@ -46,8 +46,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     left = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
     right = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
     out = MatMul.apply(left, right)
-    if b.ndim == 1:
-        out = out.reshape(out.shape[:-1])
+    # Drop the added row axis first: it sits at -2 only while the column axis is still there.
     if a.ndim == 1:
         out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
     return out
