@@ -96,7 +96,11 @@ class Pow(BinaryFunction):
 
     def backward(self, grad):
         a, b = self.inputs
-        grad_a = unbroadcast(grad * b * a ** (b - 1), a.data.shape) if a.requires_grad else None
+        grad_a = None
+        if a.requires_grad:
+            # At 0 ** 0, b * a ** (b - 1) is 0 * inf; the derivative there is 0 (as in PyTorch).
+            exponent = where((a.data == 0) & (b.data == 0), 1.0, b - 1.0)
+            grad_a = unbroadcast(grad * b * a ** exponent, a.data.shape)
         grad_b = None
         if b.requires_grad:
             # 0 ** b has derivative 0 in b (for b > 0); avoid log(0) = -inf * 0 = nan.
@@ -413,8 +417,11 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
-    negative = (minimum(x, 0.0).exp() - 1.0) * alpha
-    return where(x.data > 0, x, negative)
+    positive = x.data > 0
+    # where, not minimum(x, 0): minimum splits its gradient at a tie, which
+    # would halve the derivative at exactly 0 (PyTorch's is alpha there).
+    negative = (where(positive, 0.0, x).exp() - 1.0) * alpha
+    return where(positive, x, negative)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -430,7 +437,10 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """``log(1 + exp(beta x)) / beta``, linear above ``threshold`` (as PyTorch)."""
     bx = x * beta if beta != 1.0 else x
-    smooth = (-bx.abs()).exp().log1p() + bx.relu()
+    # log1p(exp(-|bx|)) + relu(bx), with -|bx| written as a where so that its
+    # derivative at 0 is 1, not abs's 0: the slope there is then sigmoid(0) = 1/2.
+    negative_magnitude = where(bx.data > 0, -bx, bx)
+    smooth = negative_magnitude.exp().log1p() + bx.relu()
     if beta != 1.0:
         smooth = smooth / beta
     return where(bx.data > threshold, x, smooth)
