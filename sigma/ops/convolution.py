@@ -31,7 +31,7 @@ CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def pair(op: str, name: str, value: IntPair, minimum: int) -> Tuple[int, int]:
-    values = (value, value) if isinstance(value, int) else tuple(value)
+    values = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(values) != 2 or any(not isinstance(v, int) or v < minimum for v in values):
         raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return values
@@ -263,6 +263,9 @@ def conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: int
     for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
         if not isinstance(value, int):
             raise ValueError(f"conv1d: {name} must be an int, got {value!r}")
+    if output_size(x.shape[2], weight.shape[2], stride, padding, dilation) <= 0:
+        raise ValueError(f"conv1d: input {x.shape} is shorter than the dilated kernel ({weight.shape[2]}) "
+                         f"with padding {padding} and dilation {dilation}")
     out = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, stride), padding=(0, padding),
                  dilation=(1, dilation), groups=groups)
     return out.squeeze(2)

@@ -36,7 +36,10 @@ class Permute(UnaryFunction):
         if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
             raise ValueError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of {x.shape}")
         self.axes = axes
-        return x.transpose(axes)
+        try:
+            return x.transpose(axes)
+        except ValueError:  # an axis out of range that the modulo above wrapped into place
+            raise ValueError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of {x.shape}") from None
 
     def backward(self, grad):
         inverse = tuple(int(i) for i in np.argsort([a % grad.ndim for a in self.axes]))
@@ -169,6 +172,11 @@ class ToBackend(UnaryFunction):
 
 # -- public functions ----------------------------------------------------------
 
+def _check_axis(op: str, axis: int, ndim: int) -> None:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dimensions")
+
+
 def _shape_args(shape: Sequence) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
@@ -196,7 +204,11 @@ def transpose(x: Tensor, axis0: int = -2, axis1: int = -1) -> Tensor:
     if x.ndim < 2:
         return x
     axes = list(range(x.ndim))
-    axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+    try:
+        axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+    except IndexError:
+        bad = axis0 if not -x.ndim <= axis0 < x.ndim else axis1
+        raise ValueError(f"transpose: axis {bad} is out of range for a tensor with {x.ndim} dimensions") from None
     return Permute.apply(x, tuple(axes))
 
 
@@ -229,8 +241,22 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
 
 def index_add(shape: Sequence[int], index: Any, values: Tensor) -> Tensor:
-    """Zeros of ``shape`` with ``values`` added at ``index``; repeated indices accumulate."""
-    return IndexAdd.apply(values, tuple(shape), _raw_index(index))
+    """Zeros of ``shape`` with ``values`` added at ``index``; repeated indices accumulate.
+
+    Example:
+        >>> import sigma
+        >>> sigma.index_add((3,), [0, 2, 0], sigma.tensor([1.0, 2.0, 3.0])).tolist()
+        [4.0, 0.0, 2.0]
+    """
+    shape = tuple(shape)
+    index = _raw_index(index)
+    if hasattr(index, "dtype") and index.dtype.kind in "iu" and index.size and shape:
+        # The row kernel does not check bounds; an index past the end would write outside the array.
+        low, high = int(index.min()), int(index.max())
+        bad = low if low < -shape[0] else high if high >= shape[0] else None
+        if bad is not None:
+            raise IndexError(f"index_add: index {bad} is out of range for axis 0 of size {shape[0]}")
+    return IndexAdd.apply(values, shape, index)
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -261,6 +287,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 def split(x: Tensor, sections: "int | Sequence[int]", axis: int = 0) -> List[Tensor]:
     """Split into pieces: an int gives pieces of that size, a list gives the sizes."""
+    _check_axis("split", axis, x.ndim)
     length = x.shape[axis]
     if isinstance(sections, int):
         if sections <= 0:
@@ -282,6 +309,7 @@ def split(x: Tensor, sections: "int | Sequence[int]", axis: int = 0) -> List[Ten
 def squeeze(x: Tensor, axis: "int | None" = None) -> Tensor:
     if axis is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
+    _check_axis("squeeze", axis, x.ndim)
     if x.shape[axis] != 1:
         raise ValueError(f"squeeze: axis {axis} has size {x.shape[axis]}, not 1")
     shape = list(x.shape)
@@ -303,6 +331,8 @@ def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """Merge axes ``start_axis..end_axis`` into one."""
     if x.ndim == 0:
         return reshape(x, (1,))
+    _check_axis("flatten", start_axis, x.ndim)
+    _check_axis("flatten", end_axis, x.ndim)
     start, end = start_axis % x.ndim, end_axis % x.ndim
     merged = 1
     for s in x.shape[start:end + 1]:

@@ -7,7 +7,7 @@ from typing import Optional
 from sigma.autograd.function import UnaryFunction
 from sigma.autograd.grad_mode import grad_mode
 from sigma.ops.elementwise import _constant_like, _xp
-from sigma.ops.reduction import logsumexp
+from sigma.ops.reduction import logsumexp, normalise_axis
 from sigma.tensor import Tensor
 
 
@@ -19,6 +19,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         >>> sigma.softmax(sigma.tensor([0.0, 0.0])).tolist()
         [0.5, 0.5]
     """
+    normalise_axis("softmax", axis, x.ndim)
     shift = Tensor._make(x.data.max(axis=axis, keepdims=True), x.backend, False, None)
     e = (x - shift).exp()
     return e / e.sum(axis=axis, keepdims=True)
@@ -26,6 +27,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """``x - logsumexp(x)`` along ``axis``."""
+    normalise_axis("log_softmax", axis, x.ndim)
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
