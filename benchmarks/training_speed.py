@@ -1,0 +1,170 @@
+"""Training throughput and step memory: Sigma's `nn` + `optim` against PyTorch CPU.
+
+Models (batch 128 unless --batch says otherwise):
+  mlp-large  784-512-512-10, Adam
+  cnn        the beautiful-MNIST CNN (conv 5x5 x2, batch norm, pool, conv 3x3 x2, batch norm, pool, linear), Adam
+
+Each (framework, model) runs in a fresh subprocess, so peak memory is its own;
+rounds alternate the frameworks so that machine noise hits both alike.
+
+    python benchmarks/training_speed.py [--models mlp-large cnn] [--steps 30] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import machine, table  # noqa: E402
+
+
+def cnn_flops_per_sample() -> float:
+    """Multiply-adds of the CNN's convolutions and linear layer, x2 for FLOPs, x3 for
+    forward + both backward products (input and weight gradients; the first
+    layer's input gradient is not needed, which this ignores: <1%)."""
+    layers = [(1, 32, 5, 24), (32, 32, 5, 20), (32, 64, 3, 8), (64, 64, 3, 6)]
+    macs = sum(cin * cout * k * k * out * out for cin, cout, k, out in layers) + 576 * 10
+    return 2 * 3 * macs
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _data(batch: int, model: str, steps: int):
+    rng = np.random.default_rng(0)
+    shape = (batch, 784) if model.startswith("mlp") else (batch, 1, 28, 28)
+    xs = [rng.random(shape, dtype=np.float32) for _ in range(min(steps, 8))]
+    ys = [rng.integers(0, 10, batch) for _ in range(min(steps, 8))]
+    return xs, ys
+
+
+def _sigma_worker(model: str, batch: int, steps: int) -> dict:
+    import sigma
+    import sigma.nn as nn
+    import sigma.optim as optim
+    sigma.manual_seed(0)
+    if model == "mlp-large":
+        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    else:
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(576, 10))
+    opt = optim.Adam(net.parameters(), lr=1e-3)
+    xs, ys = _data(batch, model, steps)
+    xs = [sigma.tensor(x) for x in xs]
+    ys = [sigma.tensor(y) for y in ys]
+
+    def step(i):
+        opt.zero_grad()
+        loss = sigma.softmax_cross_entropy(net(xs[i % len(xs)]), ys[i % len(ys)])
+        loss.backward()
+        opt.step()
+        return loss
+
+    return _timed(step, steps)
+
+
+def _torch_worker(model: str, batch: int, steps: int) -> dict:
+    import torch
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    nn = torch.nn
+    if model == "mlp-large":
+        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    else:
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(576, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xs, ys = _data(batch, model, steps)
+    xs = [torch.from_numpy(x) for x in xs]
+    ys = [torch.from_numpy(y) for y in ys]
+
+    def step(i):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(xs[i % len(xs)]), ys[i % len(ys)])
+        loss.backward()
+        opt.step()
+        return loss
+
+    return _timed(step, steps)
+
+
+def _timed(step, steps: int) -> dict:
+    step(0)  # warm-up: compilation, allocator, thread pools
+    before = _rss_mb()
+    start = time.perf_counter()
+    for i in range(steps):
+        loss = step(i)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "steps": steps, "step_memory_mb": max(peak - before, 0.0),
+            "loss": float(loss.item())}
+
+
+def _blas_gflops() -> float:
+    a = np.random.rand(1024, 1024).astype(np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    return 10 * 2 * 1024 ** 3 / (time.perf_counter() - start) / 1e9
+
+
+def _run_child(framework: str, model: str, batch: int, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", framework, "--models", model,
+                          "--batch", str(batch), "--steps", str(steps)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["mlp-large", "cnn"], choices=["mlp-large", "cnn"])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", choices=["sigma", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker = _sigma_worker if args.worker == "sigma" else _torch_worker
+        print(json.dumps(worker(args.models[0], args.batch, args.steps)))
+        return ""
+    blas = _blas_gflops()
+    rows = []
+    for model in args.models:
+        best = {}
+        for _ in range(args.rounds):
+            for framework in ("sigma", "torch"):
+                result = _run_child(framework, model, args.batch, args.steps)
+                if framework not in best or result["seconds"] < best[framework]["seconds"]:
+                    best[framework] = result
+        rate = {f: args.batch * r["steps"] / r["seconds"] for f, r in best.items()}
+        flops = f"{rate['sigma'] * cnn_flops_per_sample() / 1e9 / blas:.0%}" if model == "cnn" else "-"
+        rows.append([model, f"{rate['sigma']:,.0f}", f"{rate['torch']:,.0f}", f"{rate['sigma'] / rate['torch']:.2f}",
+                     f"{best['sigma']['step_memory_mb']:.0f}", f"{best['torch']['step_memory_mb']:.0f}",
+                     f"{best['sigma']['step_memory_mb'] / max(best['torch']['step_memory_mb'], 1):.2f}", flops])
+    text = (f"Training speed, batch {args.batch}, {args.steps} steps, best of {args.rounds} "
+            f"({machine()}; BLAS 1024^2 float32 matmul: {blas:.0f} GFLOP/s)\n\n"
+            + table(["model", "Sigma samples/s", "PyTorch samples/s", "speed ratio (higher is better)",
+                     "Sigma step MB", "PyTorch step MB", "memory ratio (lower is better)",
+                     "Sigma share of BLAS FLOP/s"], rows))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
