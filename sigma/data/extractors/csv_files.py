@@ -62,7 +62,8 @@ def read_csv(path: "str | os.PathLike", *, columns: Optional[Sequence[Column]] =
     try:
         text = blob.decode(encoding)
     except UnicodeDecodeError as error:
-        raise DataFormatError(f"{path}: byte {error.start} is not valid {encoding} text ({error.reason}); "
+        raise DataFormatError(f"{path}, line {_line_of(blob, error.start)}: byte {error.start} is not "
+                              f"valid {encoding} text ({error.reason}); "
                               f"pass encoding= if the file uses another encoding") from None
     except LookupError:
         raise ValueError(f"unknown text encoding {encoding!r}") from None
@@ -250,3 +251,8 @@ def _all_parse(values: List[str], kind: type) -> bool:
 
 def _is_int64(value: float) -> bool:
     return math.isfinite(value) and float(value).is_integer() and -(2 ** 63) <= value < 2 ** 63
+
+
+def _line_of(blob: bytes, offset: int) -> int:
+    """The 1-based line holding byte ``offset``."""
+    return blob.count(b"\n", 0, offset) + 1

@@ -109,10 +109,12 @@ def read_text(path: "str | os.PathLike", level: str = "char", *, vocabulary: Opt
         ['to', 'be']
     """
     path = pathlib.Path(path)
+    blob = read_bytes(path)
     try:
-        text = read_bytes(path).decode(encoding)
+        text = blob.decode(encoding)
     except UnicodeDecodeError as error:
-        raise DataFormatError(f"{path}: byte {error.start} is not valid {encoding} text ({error.reason})") from None
+        raise DataFormatError(f"{path}, line {_line_of(blob, error.start)}: byte {error.start} is not "
+                              f"valid {encoding} text ({error.reason})") from None
     tokens = tokenize(text, level, lowercase)
     if vocabulary is None:
         vocabulary = Vocabulary.build(tokens, min_count=min_count, max_size=max_size)
@@ -138,3 +140,8 @@ def next_token_windows(ids: np.ndarray, length: int, stride: Optional[int] = Non
     starts = np.arange(0, ids.size - length, stride)
     offsets = np.arange(length)
     return {"inputs": ids[starts[:, None] + offsets], "targets": ids[starts[:, None] + offsets + 1]}
+
+
+def _line_of(blob: bytes, offset: int) -> int:
+    """The 1-based line holding byte ``offset``."""
+    return blob.count(b"\n", 0, offset) + 1
