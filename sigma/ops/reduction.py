@@ -19,12 +19,13 @@ def normalise_axis(op: str, axis: Axis, ndim: int) -> Optional[tuple]:
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
         out.append(a % ndim if ndim else 0)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis}")
-    return tuple(sorted(out))
+    # A 0-d tensor has no axes to reduce; axis 0 or -1 means "all of it", as in PyTorch.
+    return tuple(sorted(out)) if ndim else ()
 
 
 def _kept_shape(shape: tuple, axes: Optional[tuple]) -> tuple:
@@ -135,8 +136,20 @@ def var(x: Tensor, axis: Axis = None, keepdims: bool = False, correction: int = 
 
 
 def std(x: Tensor, axis: Axis = None, keepdims: bool = False, correction: int = 0) -> Tensor:
-    """Standard deviation over ``axis``."""
-    return var(x, axis, keepdims, correction).sqrt()
+    """Standard deviation over ``axis``.
+
+    Where the variance is 0 the gradient is 0, as in PyTorch (the plain
+    ``var(x).sqrt()`` would give 0 * inf = nan there).
+
+    Example:
+        >>> import sigma
+        >>> sigma.tensor([1.0, 3.0]).std().item()
+        1.0
+    """
+    from sigma.ops.elementwise import where
+    variance = var(x, axis, keepdims, correction)
+    spread = variance.data > 0
+    return where(spread, where(spread, variance, 1.0).sqrt(), 0.0)
 
 
 def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
