@@ -17,7 +17,7 @@ setup(
         "cuda": ["cupy-cuda12x>=13"],
         "mpi": ["mpi4py>=3.1"],
         "images": ["pillow>=10"],
-        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "torch==2.13.0", "pillow>=10"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "threadpoolctl>=3", "torch==2.13.0", "pillow>=10"],
         "docs": ["sphinx>=7", "myst-parser>=2"],
     },
     entry_points={

@@ -11,6 +11,21 @@ import sigma
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
+# Under pytest-xdist every worker would start a full set of BLAS and numba
+# threads; on a 2-core machine 2 workers x 2 threads of spinning OpenBLAS
+# made matrix products 10x slower. One thread per worker keeps the cores busy
+# without oversubscribing them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    import numba
+    numba.set_num_threads(1)
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
 # Tests find MNIST through the data search path; in this repository's CI the
 # files sit in ../shared/datasets beside the clone.
 if "SIGMA_DATA" not in os.environ and SHARED_DATASETS.is_dir():
