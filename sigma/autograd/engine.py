@@ -89,7 +89,7 @@ def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
         grad_of[key] = grad_of[key] + seed if key in grad_of else seed
     wanted = None if inputs is None else {id(t) for t in inputs}
     captured = {}
-    given_to_leaves = set()
+    given_to_leaves = {_owner(g.data) for g, given in zip(seeds, grads) if given is not None}
 
     previous_mode = grad_mode.enabled
     grad_mode.enabled = create_graph
@@ -143,15 +143,29 @@ def _deliver(leaf, grad, wanted, captured, given_to_leaves) -> None:
             key = id(leaf)
             captured[key] = captured[key] + grad if key in captured else grad
         return
+    if grad.data.dtype != leaf.data.dtype:
+        grad = grad.astype(leaf.data.dtype)  # a float32 leaf keeps float32 gradients
     if leaf.grad is None:
-        # Several leaves may receive the same array (e.g. both sides of an
-        # add); copy so that an in-place change to one .grad spares the rest.
-        if id(grad.data) in given_to_leaves:
+        # Several leaves may receive one buffer (both sides of an add, views of
+        # it through reshape or expand, the caller's own gradient), and numpy's
+        # broadcast views are read-only: copy so that an optimiser may update
+        # each .grad in place without touching anything else.
+        owner = _owner(grad.data)
+        if owner in given_to_leaves or not getattr(getattr(grad.data, "flags", None), "writeable", True):
             grad = grad.clone()
-        given_to_leaves.add(id(grad.data))
+            owner = _owner(grad.data)
+        given_to_leaves.add(owner)
         leaf.grad = grad if grad_mode.enabled else grad.detach()
     else:
         leaf.grad = leaf.grad + grad
+
+
+def _owner(array) -> int:
+    """Identity of the buffer behind an array (views share their base's)."""
+    base = getattr(array, "base", None)
+    while base is not None:
+        array, base = base, getattr(base, "base", None)
+    return id(array)
 
 
 class _FreedNodeType:

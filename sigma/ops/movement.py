@@ -237,7 +237,19 @@ def pad(x: Tensor, widths: Sequence, value: float = 0.0) -> Tensor:
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    return GetItem.apply(x, _raw_index(index))
+    index = _raw_index(index)
+    if x.backend.kind != "cpu":
+        index = _on_device(x.backend, index)
+    return GetItem.apply(x, index)
+
+
+def _on_device(backend, index):
+    """Index arrays made on the host (numpy, lists) moved to the tensor's device."""
+    if isinstance(index, tuple):
+        return tuple(_on_device(backend, i) for i in index)
+    if isinstance(index, (np.ndarray, list)):
+        return backend.asarray(index)
+    return index
 
 
 def index_add(shape: Sequence[int], index: Any, values: Tensor) -> Tensor:

@@ -153,8 +153,6 @@ def test_leaf_grads_do_not_alias_each_other(device):
     assert a.grad.tolist() == [1.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: _deliver only copies a gradient whose array object it has "
-                                       "already given out, not a view of it (reshape/permute/expand backward)")
 def test_leaf_grads_that_are_views_of_one_array_do_not_alias(device):
     a = leaf([[1.0, 2.0], [3.0, 4.0]], device)
     b = leaf([5.0, 6.0, 7.0, 8.0], device)
@@ -163,8 +161,6 @@ def test_leaf_grads_that_are_views_of_one_array_do_not_alias(device):
     assert a.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a leaf's .grad can be the caller's own gradient tensor, so an "
-                                       "optimiser's in-place update of .grad changes the caller's tensor")
 def test_leaf_grad_does_not_alias_the_gradient_passed_to_backward(device):
     x = leaf([1.0, 2.0], device)
     seed = sigma.tensor([1.0, 1.0], dtype="float64", device=device)
@@ -173,8 +169,6 @@ def test_leaf_grad_does_not_alias_the_gradient_passed_to_backward(device):
     assert seed.tolist() == [1.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: gradients are not cast to the leaf's dtype, so a float32 leaf "
-                                       "mixed with float64 gets a float64 .grad (PyTorch gives float32)")
 def test_gradient_has_the_dtype_of_its_leaf(device):
     x = leaf([1.0, 2.0], device, dtype="float32")
     y = sigma.tensor([3.0, 4.0], dtype="float64", device=device)
