@@ -208,45 +208,64 @@ class BlockCachedDataset(Dataset):
     def sample_spec(self):
         return {s: (d.shape[1:], d.dtype) for s, d in self._datasets.items()}
 
-    @property
-    def cached_bytes(self) -> int:
-        """Bytes of the blocks held now."""
-        return sum(a.nbytes for block in list(self._cache.values()) for a in block.values())
-
     def block(self, number: int) -> Sections:
-        """Block ``number`` (rows ``number * block_rows`` onward) as ``{section: array}``, cached."""
+        """Block ``number`` (rows ``number * block_rows`` onward) as ``{section: array}``.
+
+        The arrays are read-only views into the cache, valid until the block
+        is evicted (its buffers are then reused): copy them to keep them.
+        """
+        with self._lock:
+            return self._block(number)
+
+    def _block(self, number: int) -> Sections:
         if not 0 <= number < self.number_of_blocks:
             raise IndexError(f"block {number} is out of range: {self.path} has {self.number_of_blocks} blocks")
-        with self._lock:
-            cached = self._cache.get(number)
-            if cached is not None:
-                self._cache.move_to_end(number)
-                self.hits += 1
-                return cached
-            self.misses += 1
-            # Evict before reading, so the new block never sits beside a full cache.
-            while len(self._cache) >= self.cache_capacity:
-                self._cache.popitem(last=False)
-            start = number * self.block_rows
-            stop = min(start + self.block_rows, self._length)
-            try:
-                block = {s: d[start:stop] for s, d in self._datasets.items()}
-            except (OSError, RuntimeError) as error:
-                raise DataFormatError(f"{self.path}: cannot read rows {start}-{stop - 1} ({error})") from None
-            self._cache[number] = block
-            return block
+        cached = self._cache.get(number)
+        if cached is not None:
+            self._cache.move_to_end(number)
+            self.hits += 1
+            return cached
+        self.misses += 1
+        # A fixed pool of block buffers, reused on eviction: the cache's memory stays at
+        # capacity x block size, with no allocator churn to fragment the heap.
+        if len(self._cache) >= self.cache_capacity:
+            _, evicted = self._cache.popitem(last=False)
+            buffers = {s: a.base for s, a in evicted.items()}
+        else:
+            buffers = {s: np.empty((self.block_rows,) + d.shape[1:], dtype=d.dtype)
+                       for s, d in self._datasets.items()}
+        start = number * self.block_rows
+        rows = min(self.block_rows, self._length - start)
+        try:
+            for s, d in self._datasets.items():
+                d.read_direct(buffers[s], np.s_[start:start + rows], np.s_[0:rows])
+        except (OSError, RuntimeError, TypeError) as error:
+            raise DataFormatError(f"{self.path}: cannot read rows {start}-{start + rows - 1} ({error})") from None
+        block = {}
+        for s, buffer in buffers.items():
+            view = buffer[:rows]
+            view.flags.writeable = False
+            block[s] = view
+        self._cache[number] = block
+        return block
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of the block buffers held now."""
+        return sum(a.base.nbytes for block in list(self._cache.values()) for a in block.values())
 
     def batch(self, indices: Any) -> Sections:
         index = as_indices(indices, self._length, "block-cached dataset").reshape(-1)
         spec = self.sample_spec()
         out = {s: np.empty((len(index),) + shape, dtype=dtype) for s, (shape, dtype) in spec.items()}
         blocks = index // self.block_rows
-        for number in np.unique(blocks):
-            rows = np.flatnonzero(blocks == number)
-            block = self.block(int(number))
-            local = index[rows] - number * self.block_rows
-            for s in out:
-                out[s][rows] = block[s][local]
+        with self._lock:  # blocks must not be evicted (and overwritten) while rows are copied out
+            for number in np.unique(blocks):
+                rows = np.flatnonzero(blocks == number)
+                block = self._block(int(number))
+                local = index[rows] - number * self.block_rows
+                for s in out:
+                    out[s][rows] = block[s][local]
         return out
 
     def close(self) -> None:
