@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 
 from sigma.ops import (avg_pool2d, conv1d, conv2d, dropout, elu, embedding, gelu, global_avg_pool2d, leaky_relu,
                        log_softmax, max_pool2d, pad, relu, sigmoid, softmax, softmax_cross_entropy, softplus, tanh)
+from sigma.nn.normalise import normalise
 from sigma.nn.losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, huber_loss,
                              l1_loss, mse_loss, nll_loss)
 from sigma.tensor import Tensor
@@ -46,14 +47,6 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
 
 def _channel_shape(x: Tensor) -> Tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
-
-
-def _normalise(x: Tensor, axes: Tuple[int, ...], eps: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """(x - mean) / sqrt(var + eps) over ``axes`` with the biased variance; also returns mean and var."""
-    mean = x.mean(axis=axes, keepdims=True)
-    centred = x - mean
-    var = (centred * centred).mean(axis=axes, keepdims=True)
-    return centred * (var + eps) ** -0.5, mean, var
 
 
 def _update_running(running: Tensor, batch_value, momentum: float) -> None:
@@ -93,30 +86,24 @@ def batch_norm(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[
         if tensor is not None and tensor.shape != (channels,):
             raise ValueError(f"batch_norm: {name} must have shape ({channels},) for input {x.shape}, "
                              f"got {tensor.shape}")
+    w = weight.reshape(shape) if weight is not None else None
+    b = bias.reshape(shape) if bias is not None else None
+    axes = (0,) + tuple(range(2, x.ndim))
     if training:
         count = x.size // channels
         if count <= 1:
             raise ValueError(f"batch_norm: training needs more than one value per channel, got input {x.shape}")
-        axes = (0,) + tuple(range(2, x.ndim))
-        out, mean, var = _normalise(x, axes, eps)
+        out, mean, var = normalise(x, axes, w, b, eps)
         if running_mean is not None:
-            _update_running(running_mean, mean.data.reshape(channels), momentum)
+            _update_running(running_mean, mean.reshape(channels), momentum)
         if running_var is not None:
-            _update_running(running_var, var.data.reshape(channels) * (count / (count - 1)), momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
-        xp = x.backend.xp
-        inverse_std = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)
-        scale = Tensor._make(inverse_std.reshape(shape), x.backend, False, None)
-        shift = Tensor._make((-running_mean.data.astype(x.dtype) * inverse_std).reshape(shape), x.backend,
-                             False, None)
-        out = x * scale + shift
-    if weight is not None:
-        out = out * weight.reshape(shape)
-    if bias is not None:
-        out = out + bias.reshape(shape)
-    return out
+            _update_running(running_var, var.reshape(channels) * (count / (count - 1)), momentum)
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+    mean = running_mean.data.astype(x.dtype, copy=False).reshape(shape)
+    var = running_var.data.astype(x.dtype, copy=False).reshape(shape)
+    return normalise(x, axes, w, b, eps, mean, var)[0]
 
 
 def layer_norm(x: Tensor, normalized_shape: Sequence[int], weight: Optional[Tensor] = None,
@@ -136,12 +123,10 @@ def layer_norm(x: Tensor, normalized_shape: Sequence[int], weight: Optional[Tens
     for name, tensor in (("weight", weight), ("bias", bias)):
         if tensor is not None and tensor.shape != normalized_shape:
             raise ValueError(f"layer_norm: {name} must have shape {normalized_shape}, got {tensor.shape}")
-    out, _, _ = _normalise(x, tuple(range(x.ndim - k, x.ndim)), eps)
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    full_shape = (1,) * (x.ndim - k) + normalized_shape
+    w = weight.reshape(full_shape) if weight is not None else None
+    b = bias.reshape(full_shape) if bias is not None else None
+    return normalise(x, tuple(range(x.ndim - k, x.ndim)), w, b, eps)[0]
 
 
 def instance_norm(x: Tensor, running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
@@ -168,22 +153,22 @@ def instance_norm(x: Tensor, running_mean: Optional[Tensor] = None, running_var:
         if tensor is not None and tensor.shape != (channels,):
             raise ValueError(f"instance_norm: {name} must have shape ({channels},) for input {x.shape}, "
                              f"got {tensor.shape}")
+    w = weight.reshape(shape) if weight is not None else None
+    b = bias.reshape(shape) if bias is not None else None
+    axes = tuple(range(2, x.ndim))
     if use_input_stats:
         count = x.size // (x.shape[0] * channels)
         if count <= 1:
             raise ValueError(f"instance_norm: needs more than one position per channel, got input {x.shape}")
-        out, mean, var = _normalise(x, tuple(range(2, x.ndim)), eps)
+        out, mean, var = normalise(x, axes, w, b, eps)
         if running_mean is not None:
-            _update_running(running_mean, mean.data.reshape(x.shape[0], channels).mean(axis=0), momentum)
+            _update_running(running_mean, mean.reshape(x.shape[0], channels).mean(axis=0), momentum)
         if running_var is not None:
-            unbiased = var.data.reshape(x.shape[0], channels) * (count / (count - 1))
+            unbiased = var.reshape(x.shape[0], channels) * (count / (count - 1))
             _update_running(running_var, unbiased.mean(axis=0), momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
-        out = batch_norm(x, running_mean, running_var, training=False, eps=eps)
-    if weight is not None:
-        out = out * weight.reshape(shape)
-    if bias is not None:
-        out = out + bias.reshape(shape)
-    return out
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+    mean = running_mean.data.astype(x.dtype, copy=False).reshape(shape)
+    var = running_var.data.astype(x.dtype, copy=False).reshape(shape)
+    return normalise(x, axes, w, b, eps, mean, var)[0]
