@@ -76,3 +76,27 @@ def test_linear_and_conv_second_derivatives_in_the_weights():
     conv = nn.Conv2d(2, 2, 2, padding=1).to(dtype="float64")
     image, = _tensors((1, 2, 3, 3))
     assert gradgradcheck(lambda w, t: F.conv2d(t, w, conv.bias, padding=1).tanh(), [conv.weight, image])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradient_penalty_through_a_two_layer_recurrent_stack_after_a_linear_matches_torch(kind):
+    # the inner gradient of layer 2 must stop at its inputs yet stay connected to layer 1 and the Linear
+    sigma_net = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True).to(dtype="float64")
+    torch_net = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    copy_weights(sigma_net, torch_net)
+    projection, torch_projection = nn.Linear(2, 3).to(dtype="float64"), torch.nn.Linear(2, 3).double()
+    copy_weights(projection, torch_projection)
+    data = np.random.default_rng(4).standard_normal((5, 2, 2))
+    x, tx = sigma.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out, _ = sigma_net(projection(x).tanh())
+    tout, _ = torch_net(torch_projection(tx).tanh())
+    (gx,) = sigma.autograd.grad((out * out).sum(), [x], create_graph=True)
+    (tgx,) = torch.autograd.grad((tout * tout).sum(), [tx], create_graph=True)
+    assert_close(gx, tgx, "float64", "first derivative")
+    (gx * gx).sum().backward()
+    (tgx * tgx).sum().backward()
+    assert_close(x.grad, tx.grad, "float64", "second derivative in x")
+    torch_parameters = dict(torch_net.named_parameters())
+    for name, parameter in sigma_net.named_parameters():
+        assert_close(parameter.grad, torch_parameters[name].grad, "float64", name)
+    assert_close(projection.weight.grad, torch_projection.weight.grad, "float64", "projection weight")

@@ -177,3 +177,8 @@ def test_lstm_gradient_reaches_the_first_step_through_the_recurrence():
 def test_bad_input_and_state_shapes_are_named(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_input_and_weights_of_different_dtypes_are_refused():
+    with pytest.raises(TypeError, match="share one dtype"):
+        nn.GRU(3, 4)(sigma.zeros(5, 2, 3, dtype="float64"))

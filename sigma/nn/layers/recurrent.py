@@ -1,19 +1,13 @@
 """Recurrent layers with real recurrence: RNN, LSTM, GRU, and their single-step cells.
 
-The layers loop over time in ``forward``, so the graph is the unrolled
-network and backpropagation through time is ordinary ``backward``. Gate
-layout and parameter names are PyTorch's (``weight_ih_l0`` is
-``[W_ii | W_if | W_ig | W_io]`` for an LSTM, ``[W_ir | W_iz | W_in]`` for a
-GRU), so weights move between the two unchanged.
+Each layer and direction runs its time loop as one primitive
+(:mod:`sigma.nn.recurrence`), with backpropagation through time written out;
+the cells are the same step as tensor operations. Gate layout and parameter
+names are PyTorch's (``weight_ih_l0`` is ``[W_ii | W_if | W_ig | W_io]`` for
+an LSTM, ``[W_ir | W_iz | W_in]`` for a GRU), so weights move between the
+two unchanged.
 
-Equations (``*`` elementwise, ``s`` the logistic sigmoid):
-
-* RNN: ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
-* LSTM (Hochreiter & Schmidhuber 1997, with forget gate): ``i, f, g, o`` =
-  ``s, s, tanh, s`` of the four slices of ``x W_ih^T + b_ih + h W_hh^T + b_hh``;
-  ``c' = f * c + i * g``, ``h' = o * tanh(c')``.
-* GRU (Cho et al. 2014): ``r, z = s(...)``, ``n = tanh(x W_in^T + b_in + r *
-  (h W_hn^T + b_hn))``, ``h' = (1 - z) * n + z * h``.
+The equations are in :mod:`sigma.nn.recurrence`.
 """
 from __future__ import annotations
 
@@ -21,62 +15,13 @@ import math
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from sigma.nn import init
+from sigma.nn import recurrence
 from sigma.nn.layers._parameters import check_positive_int, new_parameter
 from sigma.nn.module import Module
-from sigma.ops import concat, dropout, relu, sigmoid, stack, tanh
+from sigma.ops import concat, dropout, stack
 from sigma.tensor import Tensor
 
 State = Union[Tensor, Tuple[Tensor, Tensor]]
-
-
-class _Weights:
-    """One layer-direction's weights, transposed once per forward rather than once per step."""
-
-    __slots__ = ("w_ih_t", "w_hh_t", "b_ih", "b_hh", "bias")
-
-    def __init__(self, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                 combine_biases: bool):
-        self.w_ih_t, self.w_hh_t = w_ih.T, w_hh.T
-        self.b_ih, self.b_hh = b_ih, b_hh
-        self.bias = (b_ih + b_hh) if combine_biases and b_ih is not None else None
-
-
-def _rnn_step(x: Tensor, state: tuple, w: _Weights, nonlinearity: str) -> tuple:
-    h, = state
-    pre = x @ w.w_ih_t + h @ w.w_hh_t
-    if w.bias is not None:
-        pre = pre + w.bias
-    return (tanh(pre) if nonlinearity == "tanh" else relu(pre),)
-
-
-def _lstm_step(x: Tensor, state: tuple, w: _Weights) -> tuple:
-    h, c = state
-    hidden = h.shape[-1]
-    gates = x @ w.w_ih_t + h @ w.w_hh_t
-    if w.bias is not None:
-        gates = gates + w.bias
-    squashed = sigmoid(gates)
-    i = squashed[..., :hidden]
-    f = squashed[..., hidden:2 * hidden]
-    o = squashed[..., 3 * hidden:]
-    g = tanh(gates[..., 2 * hidden:3 * hidden])
-    c = f * c + i * g
-    return o * tanh(c), c
-
-
-def _gru_step(x: Tensor, state: tuple, w: _Weights) -> tuple:
-    h, = state
-    hidden = h.shape[-1]
-    from_input = x @ w.w_ih_t
-    from_hidden = h @ w.w_hh_t
-    if w.b_ih is not None:
-        from_input = from_input + w.b_ih
-        from_hidden = from_hidden + w.b_hh
-    reset_update = sigmoid(from_input[..., :2 * hidden] + from_hidden[..., :2 * hidden])
-    r = reset_update[..., :hidden]
-    z = reset_update[..., hidden:]
-    n = tanh(from_input[..., 2 * hidden:] + r * from_hidden[..., 2 * hidden:])
-    return (n + z * (h - n),)
 
 
 class _Recurrent(Module):
@@ -117,14 +62,13 @@ class _Recurrent(Module):
         for parameter in self.parameters():
             fill(parameter)
 
-    def _step(self, x: Tensor, state: tuple, weights: _Weights) -> tuple:
+    def _kind(self) -> str:
         raise NotImplementedError
 
-    def _weights(self, k: int, suffix: str) -> _Weights:
+    def _weights(self, k: int, suffix: str) -> tuple:
         d = self.__dict__
-        return _Weights(d[f"weight_ih_l{k}{suffix}"], d[f"weight_hh_l{k}{suffix}"],
-                        d.get(f"bias_ih_l{k}{suffix}"), d.get(f"bias_hh_l{k}{suffix}"),
-                        combine_biases=self.gate_count != 3)
+        return (d[f"weight_ih_l{k}{suffix}"], d[f"weight_hh_l{k}{suffix}"], d.get(f"bias_ih_l{k}{suffix}"),
+                d.get(f"bias_hh_l{k}{suffix}"))
 
     def _initial_states(self, state: Optional[State], batch: Optional[int], like: Tensor) -> List[tuple]:
         """The initial state of every layer-direction, as a list of tuples of (B, H) tensors."""
@@ -168,34 +112,35 @@ class _Recurrent(Module):
             raise ValueError(f"{layer}: the input sequence is empty (shape {input.shape})")
         batch = input.shape[1 - time_axis] if batched else None
         initial = self._initial_states(state, batch, input)
-        if time_axis == 0:
-            sequence = [input[t] for t in range(steps)]
+        if not batched:
+            sequence = input.unsqueeze(1)
+            initial = [tuple(part.unsqueeze(0) for part in parts) for parts in initial]
+        elif self.batch_first:
+            sequence = input.transpose(0, 1)
         else:
-            sequence = [input[:, t] for t in range(steps)]
+            sequence = input
 
+        kind, hidden, directions = self._kind(), self.hidden_size, len(self._suffixes())
         finals = []
         for k in range(self.num_layers):
-            per_direction = []
+            outputs = []
             for d, suffix in enumerate(self._suffixes()):
-                weights = self._weights(k, suffix)
-                state_now = initial[k * len(self._suffixes()) + d]
-                order = range(steps) if d == 0 else range(steps - 1, -1, -1)
-                outputs = [None] * steps
-                for t in order:
-                    state_now = self._step(sequence[t], state_now, weights)
-                    outputs[t] = state_now[0]
-                per_direction.append(outputs)
-                finals.append(state_now)
-            if len(per_direction) == 2:
-                sequence = [concat([a, b], axis=-1) for a, b in zip(*per_direction)]
-            else:
-                sequence = per_direction[0]
+                packed = recurrence.run(kind, sequence, initial[k * directions + d], *self._weights(k, suffix),
+                                        reverse=d == 1)
+                outputs.append(packed[..., :hidden] if self.state_count == 2 else packed)
+                last = packed[0] if d == 1 else packed[steps - 1]
+                finals.append((last[:, :hidden], last[:, hidden:]) if self.state_count == 2 else (last,))
+            sequence = concat(outputs, axis=-1) if directions == 2 else outputs[0]
             if self.dropout > 0.0 and self.training and k < self.num_layers - 1:
-                sequence = [dropout(s, self.dropout, True) for s in sequence]
+                sequence = dropout(sequence, self.dropout, True)
 
-        output = stack(sequence, axis=time_axis)
         final = tuple(stack([f[i] for f in finals], axis=0) for i in range(self.state_count))
-        return output, (final[0] if self.state_count == 1 else final)
+        if not batched:
+            sequence = sequence.squeeze(1)
+            final = tuple(f.squeeze(1) for f in final)
+        elif self.batch_first:
+            sequence = sequence.transpose(0, 1)
+        return sequence, (final[0] if self.state_count == 1 else final)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -233,8 +178,8 @@ class RNN(_Recurrent):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 
-    def _step(self, x, state, weights):
-        return _rnn_step(x, state, weights, self.nonlinearity)
+    def _kind(self) -> str:
+        return f"rnn_{self.nonlinearity}"
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -256,8 +201,8 @@ class LSTM(_Recurrent):
     gate_count = 4
     state_count = 2
 
-    def _step(self, x, state, weights):
-        return _lstm_step(x, state, weights)
+    def _kind(self) -> str:
+        return "lstm"
 
 
 class GRU(_Recurrent):
@@ -274,8 +219,8 @@ class GRU(_Recurrent):
 
     gate_count = 3
 
-    def _step(self, x, state, weights):
-        return _gru_step(x, state, weights)
+    def _kind(self) -> str:
+        return "gru"
 
 
 # -- single steps ----------------------------------------------------------------------
@@ -299,7 +244,7 @@ class _Cell(Module):
         for parameter in self.parameters():
             fill(parameter)
 
-    def _step(self, x, state, weights):
+    def _step(self, x, state, w_ih, w_hh, b_ih, b_hh) -> tuple:
         raise NotImplementedError
 
     def forward(self, input: Tensor, state: Optional[State] = None) -> State:
@@ -318,9 +263,7 @@ class _Cell(Module):
             for part in parts:
                 if part.shape != expected:
                     raise ValueError(f"{layer}: state tensors must have shape {expected}, got {part.shape}")
-        weights = _Weights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                           combine_biases=self.gate_count != 3)
-        out = self._step(input, parts, weights)
+        out = self._step(input, parts, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return out[0] if self.state_count == 1 else out
 
     def extra_repr(self) -> str:
@@ -344,8 +287,8 @@ class RNNCell(_Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
-    def _step(self, x, state, weights):
-        return _rnn_step(x, state, weights, self.nonlinearity)
+    def _step(self, x, state, w_ih, w_hh, b_ih, b_hh):
+        return recurrence.rnn_step(x, state, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
 
 
 class LSTMCell(_Cell):
@@ -362,8 +305,8 @@ class LSTMCell(_Cell):
     gate_count = 4
     state_count = 2
 
-    def _step(self, x, state, weights):
-        return _lstm_step(x, state, weights)
+    def _step(self, x, state, w_ih, w_hh, b_ih, b_hh):
+        return recurrence.lstm_step(x, state, w_ih, w_hh, b_ih, b_hh)
 
 
 class GRUCell(_Cell):
@@ -378,5 +321,5 @@ class GRUCell(_Cell):
 
     gate_count = 3
 
-    def _step(self, x, state, weights):
-        return _gru_step(x, state, weights)
+    def _step(self, x, state, w_ih, w_hh, b_ih, b_hh):
+        return recurrence.gru_step(x, state, w_ih, w_hh, b_ih, b_hh)
