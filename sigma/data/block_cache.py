@@ -259,10 +259,15 @@ class BlockCachedDataset(Dataset):
         spec = self.sample_spec()
         out = {s: np.empty((len(index),) + shape, dtype=dtype) for s, (shape, dtype) in spec.items()}
         blocks = index // self.block_rows
+        order = np.argsort(blocks, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(blocks[order])) + 1) if len(index) else []
+        # Blocks already cached first: copying their rows out before any block is read means a
+        # read can only evict blocks this batch no longer needs.
+        groups.sort(key=lambda rows: int(blocks[rows[0]]) not in self._cache)
         with self._lock:  # blocks must not be evicted (and overwritten) while rows are copied out
-            for number in np.unique(blocks):
-                rows = np.flatnonzero(blocks == number)
-                block = self._block(int(number))
+            for rows in groups:
+                number = int(blocks[rows[0]])
+                block = self._block(number)
                 local = index[rows] - number * self.block_rows
                 for s in out:
                     out[s][rows] = block[s][local]

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from sigma.data.datasets import Dataset
 from sigma.data.errors import DataFormatError
 
 Sections = Dict[str, np.ndarray]
@@ -39,8 +40,8 @@ class Preprocessor:
     #: whether the step draws random numbers (iterators then hand it a seeded generator)
     random = False
 
-    def fit(self, sections: Sections) -> "Preprocessor":
-        """Learn what the step needs from (training) data; returns ``self``."""
+    def fit(self, data: "Sections | Dataset") -> "Preprocessor":
+        """Learn what the step needs from training data (sections or a dataset); returns ``self``."""
         return self
 
     def apply(self, sections: Sections, random: np.random.Generator) -> Sections:
@@ -72,7 +73,8 @@ class Pipeline(Preprocessor):
         self.steps = [s if isinstance(s, Preprocessor) else UserFunction(s) for s in steps]
         self.random = any(s.random for s in self.steps)
 
-    def fit(self, sections: Sections) -> "Pipeline":
+    def fit(self, data: "Sections | Dataset") -> "Pipeline":
+        sections = _sections_of(data)
         for step in self.steps:
             step.fit(sections)
             sections = step(sections, np.random.default_rng(0))
@@ -141,37 +143,42 @@ class Normalise(Preprocessor):
         if self.std is not None and np.any(self.std <= 0):
             raise ValueError(f"std must be positive, got {self.std}")
 
-    def fit(self, sections: Sections) -> "Normalise":
-        x = _section(sections, self.section, "Normalise")
-        if x.dtype.kind not in "biuf":
-            raise DataFormatError(f"Normalise: section {self.section!r} is {x.dtype}, not numbers")
-        if len(x) == 0:
+    def fit(self, data: "Sections | Dataset") -> "Normalise":
+        """Learn mean and std from a dict of sections or a dataset (read in chunks of rows)."""
+        length, shape, dtype = _describe(data, self.section, "Normalise")
+        if dtype.kind not in "biuf":
+            raise DataFormatError(f"Normalise: section {self.section!r} is {dtype}, not numbers")
+        if length == 0:
             raise DataFormatError(f"Normalise: section {self.section!r} is empty; nothing to fit on")
-        axes = tuple(range(x.ndim)) if self.axes is None else tuple(a % x.ndim for a in self.axes)
+        ndim = len(shape) + 1
+        axes = tuple(range(ndim)) if self.axes is None else tuple(a % ndim for a in self.axes)
         if 0 not in axes:
             raise ValueError(f"Normalise axes {self.axes} must include the sample axis 0")
         # Two passes over row chunks in float64: exact enough, and memory stays at one chunk.
-        total = np.zeros(_kept_shape(x.shape, axes), np.float64)
-        count = np.prod([x.shape[a] for a in axes])
-        for chunk in _chunks(x):
+        total = np.zeros(_kept_shape((length,) + shape, axes), np.float64)
+        count = np.prod([((length,) + shape)[a] for a in axes])
+        for start, chunk in _chunks(data, self.section):
             if chunk.dtype.kind == "f" and not np.isfinite(chunk).all():
                 raise DataFormatError(f"Normalise: section {self.section!r} holds NaN or infinite values "
-                                      f"(first at sample {_first_bad_row(x)})")
+                                      f"(first at sample {start + _first_bad_row(chunk)})")
             total += chunk.sum(axis=axes, dtype=np.float64, keepdims=True)
         mean = total / count
         squares = np.zeros_like(total)
-        for chunk in _chunks(x):
+        for _, chunk in _chunks(data, self.section):
             squares += np.square(chunk.astype(np.float64) - mean).sum(axis=axes, keepdims=True)
         std = np.sqrt(squares / count)
         std[std == 0] = 1.0
-        self.mean, self.std = mean[0], std[0]
+        if self.axes is None:  # one number for the whole section
+            self.mean, self.std = mean.reshape(()), std.reshape(())
+        else:
+            self.mean, self.std = mean[0], std[0]
         return self
 
     def apply(self, sections, random):
         if self.mean is None:
             raise RuntimeError("Normalise is not fitted: call fit(training sections) first, or give mean and std")
         x = _section(sections, self.section, "Normalise")
-        # One multiply and one add, in place on a single float copy: the per-batch cost stays small.
+        # x * (1/std) + (-mean/std) in place on one float copy: three quick passes, one allocation.
         out = x.astype(self.dtype, copy=True)
         out *= (1.0 / self.std).astype(self.dtype)
         out += (-self.mean / self.std).astype(self.dtype)
@@ -183,9 +190,29 @@ def _kept_shape(shape: Tuple[int, ...], axes: Tuple[int, ...]) -> Tuple[int, ...
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _chunks(x: np.ndarray):
-    for start in range(0, len(x), _FIT_CHUNK_ROWS):
-        yield x[start:start + _FIT_CHUNK_ROWS]
+def _describe(data: "Sections | Dataset", name: str, step: str) -> Tuple[int, Tuple[int, ...], np.dtype]:
+    """Length, sample shape and dtype of one section of a dict of arrays or a dataset."""
+    if isinstance(data, Dataset):
+        data._check_section(name)
+        shape, dtype = data.sample_spec()[name]
+        return len(data), tuple(shape), np.dtype(dtype)
+    x = _section(data, name, step)
+    return len(x), x.shape[1:], x.dtype
+
+
+def _chunks(data: "Sections | Dataset", name: str):
+    """(first row, rows) of one section, a chunk at a time (datasets are never read whole)."""
+    if isinstance(data, Dataset):
+        for start in range(0, len(data), _FIT_CHUNK_ROWS):
+            yield start, data.batch(slice(start, start + _FIT_CHUNK_ROWS))[name]
+    else:
+        x = data[name]
+        for start in range(0, len(x), _FIT_CHUNK_ROWS):
+            yield start, x[start:start + _FIT_CHUNK_ROWS]
+
+
+def _sections_of(data: "Sections | Dataset") -> Sections:
+    return data.batch(slice(None)) if isinstance(data, Dataset) else data
 
 
 def _first_bad_row(x: np.ndarray) -> int:
@@ -206,8 +233,9 @@ class OneHot(Preprocessor):
     def __init__(self, section: str = "targets", classes: Optional[int] = None, dtype: Any = "float32"):
         self.section, self.classes, self.dtype = section, classes, np.dtype(dtype)
 
-    def fit(self, sections):
+    def fit(self, data: "Sections | Dataset") -> "OneHot":
         if self.classes is None:
+            sections = {self.section: data.section(self.section)} if isinstance(data, Dataset) else data
             labels = self._labels(sections)
             self.classes = int(labels.max()) + 1 if labels.size else 0
         return self

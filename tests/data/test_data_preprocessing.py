@@ -124,3 +124,19 @@ def test_dataset_map_applies_a_fitted_pipeline_eagerly():
     mapped = test.map(pipeline)
     assert mapped["targets"].shape == (50, 3) and mapped["inputs"].dtype == np.float32
     assert abs(float(train.map(pipeline)["inputs"].mean())) < 1e-5
+
+
+def test_fitting_on_a_dataset_reads_it_in_chunks(tmp_path):
+    from sigma.data import BlockCachedDataset, write_hdf5
+    rng = np.random.default_rng(0)
+    arrays = {"inputs": rng.normal(5.0, 3.0, (9000, 3)).astype(np.float32), "targets": rng.integers(0, 4, 9000)}
+    write_hdf5(tmp_path / "d.h5", arrays, block_rows=500)
+    disk = BlockCachedDataset(tmp_path / "d.h5", memory_budget=2 * 500 * 20)
+    from_disk = Normalise(per_feature=True).fit(disk)
+    in_memory = Normalise(per_feature=True).fit(arrays)
+    np.testing.assert_allclose(from_disk.mean, in_memory.mean, rtol=1e-12)
+    np.testing.assert_allclose(from_disk.std, arrays["inputs"].std(axis=0), rtol=1e-5)
+    assert OneHot().fit(disk).classes == 4
+    bad = InMemoryDataset(inputs=np.r_[np.zeros(5000), [np.inf], np.zeros(10)])
+    with pytest.raises(DataFormatError, match="first at sample 5000"):
+        Normalise().fit(bad)
