@@ -44,6 +44,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from sigma.optim import elementwise
+
 __all__ = ["UpdateRule", "rule_for", "cuda_kernel_source", "kernel_cache_directory"]
 
 _NUMBA_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -104,9 +106,9 @@ class UpdateRule:
         elif kind == "cuda":
             self._apply_cuda(backend, param, grad, states, values)
         else:
-            self.apply_with_arrays(backend.xp, param, grad, states, values)
+            self.apply_with_arrays(param, grad, states, values)
 
-    def apply_with_arrays(self, xp, param, grad, states: Sequence, values: Sequence[float]) -> None:
+    def apply_with_arrays(self, param, grad, states: Sequence, values: Sequence[float]) -> None:
         """Call the rule once on whole arrays (numpy temporaries); the portable fallback."""
         result = self.function(param, grad, *states, *values)
         outputs = result if isinstance(result, tuple) else (result,)
@@ -116,7 +118,7 @@ class UpdateRule:
     def _apply_numba(self, param, grad, states, values) -> None:
         dtype = param.dtype
         if dtype not in _NUMBA_FLOATS:
-            self.apply_with_arrays(np, param, grad, states, values)
+            self.apply_with_arrays(param, grad, states, values)
             return
         kernel = self._cpu_kernels.get(dtype)
         if kernel is None:
@@ -217,8 +219,10 @@ def _numba_kernel(function: Callable, state_count: int, scalar_count: int, dtype
             f"import numba\nimport numpy\n__sigma_literal__ = numpy.{np.dtype(dtype).name}\n\n"
             f"@numba.njit(error_model='numpy', cache=CACHE)\n{rule_source}\n\n{kernel_source}")
     used_globals = _used_globals(function)
-    key = hashlib.sha256("\n".join([text, _fingerprint(used_globals), numba.__version__, np.__version__])
-                         .encode()).hexdigest()[:24]
+    # The numba forms of sigma.optim.elementwise are compiled into the kernel
+    # too, so their source is part of the key.
+    key = hashlib.sha256("\n".join([text, _fingerprint(used_globals), inspect.getsource(elementwise),
+                                    numba.__version__, np.__version__]).encode()).hexdigest()[:24]
     namespace = dict(used_globals)
     directory = kernel_cache_directory()
     filename = f"<update kernel {key}>"

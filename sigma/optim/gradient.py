@@ -51,10 +51,21 @@ class GradientOptimiser(Optimiser):
     """
 
     state_names: ClassVar[Tuple[str, ...]] = ()
+    rule: ClassVar[Callable]
 
-    @staticmethod
-    def rule(param, grad, *state_and_scalars):  # pragma: no cover - every subclass defines its own
-        raise NotImplementedError
+    def add_param_group(self, group: Dict[str, Any]) -> None:
+        if getattr(type(self), "rule", None) is None and type(self).variant is GradientOptimiser.variant:
+            raise TypeError(f"{type(self).__name__} defines no update rule: give it a staticmethod "
+                            "rule(param, grad, *state, *scalars)")
+        super().add_param_group(group)
+        # Check the group's rule now (argument names, what it returns) rather
+        # than at the first step, deep inside a training loop.
+        names, rule = self.variant(self.param_groups[-1])
+        try:
+            rule_for(rule, names)
+        except TypeError:
+            self.param_groups.pop()
+            raise
 
     def variant(self, group: Dict[str, Any]) -> Tuple[Tuple[str, ...], Callable]:
         """The state names and rule for ``group``.

@@ -250,3 +250,22 @@ def test_learning_rate_edits_apply_on_the_next_step():
     optimiser.param_groups[0]["lr"] = 0.5
     optimiser.step()
     assert w.item() == pytest.approx(1.0 - 0.1 - 0.5)
+
+
+def test_rules_are_checked_when_the_optimiser_is_made():
+    class NoRule(sigma.optim.GradientOptimiser):
+        defaults = {"lr": 0.1}
+
+    class SwappedState(sigma.optim.GradientOptimiser):
+        defaults = {"lr": 0.1}
+        state_names = ("exp_avg", "exp_avg_sq")
+
+        @staticmethod
+        def rule(param, grad, exp_avg_sq, exp_avg, lr):
+            return param, exp_avg, exp_avg_sq
+
+    (w,) = _params((2,))
+    with pytest.raises(TypeError, match="NoRule defines no update rule"):
+        NoRule([w])
+    with pytest.raises(TypeError, match=r"are \('exp_avg_sq', 'exp_avg'\) but the state is named"):
+        SwappedState([w])

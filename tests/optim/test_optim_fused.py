@@ -34,7 +34,7 @@ def test_numba_kernel_equals_the_rule_on_whole_arrays(dtype):
     param, grad, states = _adam_inputs(dtype)
     expected_param, expected_states = param.copy(), [s.copy() for s in states]
     values = [dtype(scalars[name]) for name in rule.scalar_names]
-    rule.apply_with_arrays(np, expected_param, grad, expected_states, values)
+    rule.apply_with_arrays(expected_param, grad, expected_states, values)
     rule.apply(CPU, param, grad, states, scalars)
     np.testing.assert_array_equal(param, expected_param)
     for got, want in zip(states, expected_states):
@@ -94,7 +94,7 @@ def test_elementwise_functions_agree_between_numba_and_numpy():
     rule_object = UpdateRule(rule, ("a",))
     expected_param, expected_a = param.copy(), a.copy()
     with np.errstate(invalid="ignore"):
-        rule_object.apply_with_arrays(np, expected_param, grad, [expected_a], [0.3])
+        rule_object.apply_with_arrays(expected_param, grad, [expected_a], [0.3])
     rule_object.apply(CPU, param, grad, [a], {"b": 0.3})
     np.testing.assert_allclose(param, expected_param, rtol=1e-14, equal_nan=True)
     np.testing.assert_array_equal(a, expected_a)
@@ -207,3 +207,43 @@ def test_cuda_kernel_body_computes_what_the_cpu_kernel_computes(name, tmp_path):
     np.testing.assert_allclose(traced[:, 0], param, rtol=1e-14, atol=1e-15)
     for k, state in enumerate(states):
         np.testing.assert_allclose(traced[:, 1 + k], state, rtol=1e-14, atol=1e-15)
+
+
+def _rule_from_file(path, body):
+    path.write_text(f"def rule(param, grad, lr):\n    return {body}\n")
+    import runpy
+    return runpy.run_path(str(path))["rule"]
+
+
+def test_compiled_kernels_are_cached_on_disk_and_keyed_by_the_rule_text(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setenv("SIGMA_KERNEL_CACHE", str(tmp_path / "kernels"))
+    rule = _rule_from_file(tmp_path / "first.py", "param - lr * grad")
+    param, grad = np.ones(4, np.float32), np.ones(4, np.float32)
+    UpdateRule(rule, ()).apply(CPU, param, grad, [], {"lr": 0.5})
+    sources = sorted((tmp_path / "kernels").glob("sigma_update_*.py"))
+    assert len(sources) == 1 and list((tmp_path / "kernels" / "__pycache__").glob("*.nbi"))
+
+    # What a new process does: no module in memory, so numba loads the machine code from disk.
+    monkeypatch.delitem(sys.modules, sources[0].stem)
+    again = UpdateRule(rule, ())
+    again.apply(CPU, param, grad, [], {"lr": 0.5})
+    np.testing.assert_array_equal(param, np.zeros(4, np.float32))
+    kernel = again._cpu_kernels[np.dtype(np.float32)]
+    assert sum(kernel.stats.cache_hits.values()) == 1 and not kernel.stats.cache_misses
+
+    # Another rule under the same name is another kernel, never the stale one.
+    changed = _rule_from_file(tmp_path / "second.py", "param - 2 * lr * grad")
+    UpdateRule(changed, ()).apply(CPU, param, grad, [], {"lr": 0.5})
+    np.testing.assert_array_equal(param, np.full(4, -1.0, np.float32))
+    assert len(list((tmp_path / "kernels").glob("sigma_update_*.py"))) == 2
+
+
+def test_unwritable_cache_directory_falls_back_to_compiling_in_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SIGMA_KERNEL_CACHE", str(blocker / "kernels"))
+    rule = _rule_from_file(tmp_path / "third.py", "param - lr * grad * 3")
+    param = np.ones(2)
+    UpdateRule(rule, ()).apply(CPU, param, np.ones(2), [], {"lr": 1.0})
+    np.testing.assert_array_equal(param, [-2.0, -2.0])
