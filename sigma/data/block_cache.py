@@ -273,6 +273,12 @@ class BlockCachedDataset(Dataset):
                     out[s][rows] = block[s][local]
         return out
 
+    def section(self, name: str) -> np.ndarray:
+        """One whole section read straight from the file (not through the cache): for labels, not images."""
+        self._check_section(name)
+        with self._lock:
+            return self._datasets[name][()]
+
     def close(self) -> None:
         """Close the file and drop the cache."""
         self._cache.clear()

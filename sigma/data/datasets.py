@@ -78,7 +78,7 @@ class Dataset:
 
     # -- access -----------------------------------------------------------------
     def section(self, name: str) -> np.ndarray:
-        """One whole section as an array (read entirely: mind memory for block-cached data)."""
+        """One whole section as an array (read entirely, but without the other sections)."""
         self._check_section(name)
         return self.batch(slice(None))[name]
 
@@ -240,6 +240,9 @@ class Subset(Dataset):
     def batch(self, indices: Any) -> Sections:
         return self.parent.batch(self.indices[as_indices(indices, len(self.indices), "subset")])
 
+    def section(self, name: str) -> np.ndarray:
+        return np.asarray(self.parent.section(name))[self.indices]
+
 
 class Concatenation(Dataset):
     """Datasets one after another; their sections must match in name, sample shape and dtype.
@@ -289,6 +292,10 @@ class Concatenation(Dataset):
                 out[name][rows] = pieces[name]
         return out
 
+    def section(self, name: str) -> np.ndarray:
+        self._check_section(name)
+        return np.concatenate([np.asarray(d.section(name)) for d in self.datasets])
+
 
 class Relabelled(Dataset):
     """``parent`` with the values of one section (``targets``) replaced.
@@ -318,7 +325,14 @@ class Relabelled(Dataset):
 
     def batch(self, indices: Any) -> Sections:
         out = dict(self.parent.batch(indices))
-        labels = out[self.label_section]
+        out[self.label_section] = self._relabel(out[self.label_section])
+        return out
+
+    def section(self, name: str) -> np.ndarray:
+        values = self.parent.section(name)
+        return self._relabel(np.asarray(values)) if name == self.label_section else values
+
+    def _relabel(self, labels: np.ndarray) -> np.ndarray:
         if isinstance(self.mapping, Mapping):
             new = labels.copy()
             for old, value in self.mapping.items():
@@ -329,5 +343,4 @@ class Relabelled(Dataset):
                 raise ValueError(f"the relabel function returned shape {new.shape} for labels of shape {labels.shape}")
         else:
             new = np.full_like(labels, self.mapping)
-        out[self.label_section] = new.astype(labels.dtype, copy=False)
-        return out
+        return new.astype(labels.dtype, copy=False)

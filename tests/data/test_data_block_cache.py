@@ -70,8 +70,12 @@ def test_in_memory_dataset_copies_into_a_block_file(tmp_path):
     write_hdf5(tmp_path / "d.h5", memory, block_rows=32)
     disk = BlockCachedDataset(tmp_path / "d.h5", memory_budget=10 ** 6)
     np.testing.assert_array_equal(disk.batch(slice(None))["targets"], memory["targets"])
+    misses = disk.misses
     train, test = split(disk, [0.8, 0.2], stratify="targets")
     assert len(train) == 200 and len(test) == 50
+    assert disk.misses == misses  # stratifying read the labels only, not the blocks
+    np.testing.assert_array_equal(disk.where(targets=3).relabel(0).section("targets"),
+                                  np.zeros((memory["targets"] == 3).sum()))
 
 
 def test_shuffled_epoch_reads_each_block_once_and_sees_every_sample(tmp_path):
