@@ -16,6 +16,7 @@ is also PyTorch's order, so state dicts line up name for name.
 """
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
@@ -47,7 +48,7 @@ class HookHandle:
         self._hooks.pop(self._key, None)
 
 
-_next_hook_key = [0]
+_hook_keys = itertools.count(1)
 
 
 def _flatten(name: str, value: Any) -> Iterator[Tuple[str, Any]]:
@@ -130,9 +131,9 @@ class Module:
         if hooks is None:
             hooks = {}
             self.__dict__["_forward_hooks"] = hooks
-        _next_hook_key[0] += 1
-        hooks[_next_hook_key[0]] = hook
-        return HookHandle(hooks, _next_hook_key[0])
+        key = next(_hook_keys)
+        hooks[key] = hook
+        return HookHandle(hooks, key)
 
     # -- attributes -----------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
