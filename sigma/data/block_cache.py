@@ -23,7 +23,7 @@ import collections
 import os
 import pathlib
 import threading
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class HDF5Writer:
         10
     """
 
-    def __init__(self, path: "str | os.PathLike", block_rows: int = DEFAULT_BLOCK_ROWS, compression: Optional[str] = None):
+    def __init__(self, path: "str | os.PathLike", block_rows: int = DEFAULT_BLOCK_ROWS,
+                 compression: Optional[str] = None):
         import h5py
         if block_rows < 1:
             raise ValueError(f"block_rows must be positive, got {block_rows}")
@@ -118,7 +119,14 @@ class HDF5Writer:
 
 def write_hdf5(path: "str | os.PathLike", data: "Dataset | Mapping[str, Any]",
                block_rows: int = DEFAULT_BLOCK_ROWS, compression: Optional[str] = None) -> pathlib.Path:
-    """Store a dataset (copied block by block) or a dict of arrays as a block-cacheable HDF5 file."""
+    """Store a dataset (copied block by block) or a dict of arrays as a block-cacheable HDF5 file.
+
+    Example:
+        >>> import numpy as np, pathlib, tempfile
+        >>> from sigma.data.block_cache import write_hdf5
+        >>> write_hdf5(pathlib.Path(tempfile.mkdtemp()) / "d.h5", {"inputs": np.zeros((3, 2))}).name
+        'd.h5'
+    """
     with HDF5Writer(path, block_rows=block_rows, compression=compression) as writer:
         length = len(data) if isinstance(data, Dataset) else len(next(iter(data.values())))
         for start in range(0, length, block_rows):
@@ -138,6 +146,14 @@ class BlockCachedDataset(Dataset):
             those ``write_hdf5`` stored, else every top-level dataset.
         memory_budget: bytes the cached blocks may hold together.
         block_rows: rows per block; default the file's chunk length.
+
+    Example:
+        >>> import numpy as np, pathlib, tempfile
+        >>> from sigma.data.block_cache import BlockCachedDataset, write_hdf5
+        >>> path = write_hdf5(pathlib.Path(tempfile.mkdtemp()) / "d.h5", {"targets": np.arange(10)}, block_rows=4)
+        >>> with BlockCachedDataset(path, memory_budget=64) as data:
+        ...     data.batch([9, 0])["targets"].tolist(), data.number_of_blocks, data.cache_capacity
+        ([9, 0], 3, 2)
     """
 
     def __init__(self, path: "str | os.PathLike", sections: Optional[Any] = None,

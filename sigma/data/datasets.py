@@ -56,6 +56,18 @@ class Dataset:
     Subclasses implement ``__len__``, ``sections`` (names in order),
     ``sample_spec`` (per-sample shape and dtype of each section) and
     ``batch``. ``classes`` names the target classes when they have names.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.datasets import Dataset
+        >>> class Squares(Dataset):
+        ...     sections = ("inputs",)
+        ...     def __len__(self): return 10
+        ...     def sample_spec(self): return {"inputs": ((), np.dtype(np.int64))}
+        ...     def batch(self, indices):
+        ...         return {"inputs": np.arange(10)[indices] ** 2}
+        >>> Squares()[[3, 4]]["inputs"].tolist()
+        [9, 16]
     """
 
     classes: Optional[List[str]] = None
@@ -248,6 +260,13 @@ class Concatenation(Dataset):
     """Datasets one after another; their sections must match in name, sample shape and dtype.
 
     ``classes`` is kept when all parts agree on it (or pass ``classes=``).
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.datasets import Concatenation, InMemoryDataset
+        >>> both = Concatenation([InMemoryDataset(targets=np.array([1, 2])), InMemoryDataset(targets=np.array([3]))])
+        >>> both.batch([2, 0])["targets"].tolist()
+        [3, 1]
     """
 
     def __init__(self, datasets: Sequence[Dataset], classes: Optional[Sequence[str]] = None):
@@ -302,6 +321,12 @@ class Relabelled(Dataset):
 
     ``mapping`` is a number (every sample gets it), a dict (values not in
     it are kept) or a function from the label array to the new one.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.datasets import InMemoryDataset, Relabelled
+        >>> Relabelled(InMemoryDataset(targets=np.array([0, 1, 2])), {2: 1})["targets"].tolist()
+        [0, 1, 1]
     """
 
     def __init__(self, parent: Dataset, mapping: Any, section: str = "targets",

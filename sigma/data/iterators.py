@@ -139,6 +139,17 @@ class MinibatchIterator:
     ``state_dict()`` holds the epoch, the number of batches delivered in it
     and the random state at its start; ``load_state_dict`` on a fresh
     iterator over the same data continues with exactly the next batch.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data import InMemoryDataset, MinibatchIterator
+        >>> data = InMemoryDataset(targets=np.arange(6))
+        >>> first = MinibatchIterator(data, batch_size=2, seed=3)
+        >>> _ = next(iter(first))
+        >>> second = MinibatchIterator(data, batch_size=2, seed=3)
+        >>> second.load_state_dict(first.state_dict())
+        >>> [b["targets"].tolist() for b in second] == [b["targets"].tolist() for b in first]
+        True
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = False,

@@ -35,7 +35,18 @@ _FIT_CHUNK_ROWS = 4096
 
 
 class Preprocessor:
-    """Base class: override ``apply`` (and ``fit`` for steps that learn from data)."""
+    """Base class: override ``apply`` (and ``fit`` for steps that learn from data).
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Preprocessor
+        >>> class Square(Preprocessor):
+        ...     def apply(self, sections, random):
+        ...         sections["inputs"] = sections["inputs"] ** 2
+        ...         return sections
+        >>> Square()({"inputs": np.array([2, 3])})["inputs"].tolist()
+        [4, 9]
+    """
 
     #: whether the step draws random numbers (iterators then hand it a seeded generator)
     random = False
@@ -67,6 +78,13 @@ class Pipeline(Preprocessor):
     """Steps applied in order; ``fit`` fits each on the output of the ones before it.
 
     Plain functions are accepted as steps (see :class:`UserFunction`).
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Cast, Pipeline, Reshape
+        >>> steps = Pipeline(Reshape("inputs", (2, 2)), Cast("inputs", "float32"))
+        >>> steps({"inputs": np.arange(8).reshape(2, 4)})["inputs"].shape
+        (2, 2, 2)
     """
 
     def __init__(self, *steps: Union[Preprocessor, Callable]):
@@ -260,7 +278,15 @@ class OneHot(Preprocessor):
 
 
 class Shuffle(Preprocessor):
-    """All sections permuted by one random order (seeded through the generator given)."""
+    """All sections permuted by one random order (seeded through the generator given).
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Shuffle
+        >>> out = Shuffle()({"inputs": np.arange(4) * 10, "targets": np.arange(4)}, np.random.default_rng(0))
+        >>> bool((out["inputs"] == out["targets"] * 10).all())
+        True
+    """
 
     random = True
 
@@ -273,7 +299,14 @@ class Shuffle(Preprocessor):
 
 
 class Cast(Preprocessor):
-    """A section converted to ``dtype`` (``Cast("inputs", "float32")``)."""
+    """A section converted to ``dtype``.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Cast
+        >>> Cast("inputs", "float32")({"inputs": np.array([1, 2], np.uint8)})["inputs"].dtype
+        dtype('float32')
+    """
 
     def __init__(self, section: str = "inputs", dtype: Any = "float32"):
         self.section, self.dtype = section, np.dtype(dtype)
@@ -284,7 +317,14 @@ class Cast(Preprocessor):
 
 
 class Reshape(Preprocessor):
-    """Each sample of a section reshaped (the sample axis is kept): ``Reshape("inputs", (1, 28, 28))``."""
+    """Each sample of a section reshaped; the sample axis is kept.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Reshape
+        >>> Reshape("inputs", (1, 28, 28))({"inputs": np.zeros((5, 784))})["inputs"].shape
+        (5, 1, 28, 28)
+    """
 
     def __init__(self, section: str = "inputs", shape: Sequence[int] = (-1,)):
         self.section, self.shape = section, tuple(int(n) for n in shape)
@@ -299,7 +339,14 @@ class Reshape(Preprocessor):
 
 
 class Permute(Preprocessor):
-    """The axes of each sample reordered: ``Permute("inputs", (2, 0, 1))`` turns HWC images into CHW."""
+    """The axes of each sample reordered: ``(2, 0, 1)`` turns height-width-channel images into channels first.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import Permute
+        >>> Permute("inputs", (2, 0, 1))({"inputs": np.zeros((5, 32, 32, 3))})["inputs"].shape
+        (5, 3, 32, 32)
+    """
 
     def __init__(self, section: str = "inputs", axes: Sequence[int] = ()):
         self.section, self.axes = section, tuple(int(a) for a in axes)
@@ -356,7 +403,15 @@ class RandomCrop(Preprocessor):
 
 
 class HorizontalFlip(Preprocessor):
-    """Each image (..., H, W) mirrored left-right with ``probability``."""
+    """Each image (..., H, W) mirrored left-right with ``probability``.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.preprocessing import HorizontalFlip
+        >>> image = np.array([[[[1, 2, 3]]]])
+        >>> HorizontalFlip(probability=1.0)({"inputs": image}, np.random.default_rng(0))["inputs"].tolist()
+        [[[[3, 2, 1]]]]
+    """
 
     random = True
 

@@ -57,7 +57,18 @@ def from_image_folder(root: PathLike, size: Optional[Tuple[int, int]] = None, mo
 
 
 def from_idx(images: PathLike, labels: PathLike, classes: Optional[Sequence[str]] = None) -> InMemoryDataset:
-    """A dataset from an IDX pair such as MNIST's (``inputs`` as stored, ``targets`` int64)."""
+    """A dataset from an IDX pair such as MNIST's (``inputs`` as stored, ``targets`` int64).
+
+    Example:
+        >>> import numpy as np, pathlib, tempfile
+        >>> import sigma.data
+        >>> from sigma.data.extractors import write_idx
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> write_idx(folder / "images", np.zeros((2, 3, 3), np.uint8))
+        >>> write_idx(folder / "labels", np.array([4, 2], np.uint8))
+        >>> sigma.data.from_idx(folder / "images", folder / "labels")["targets"].tolist()
+        [4, 2]
+    """
     inputs, targets = read_idx(images), read_idx(labels, rank=1)
     if len(inputs) != len(targets):
         raise DataFormatError(f"{images} holds {len(inputs)} samples but {labels} holds {len(targets)} labels")
@@ -67,13 +78,32 @@ def from_idx(images: PathLike, labels: PathLike, classes: Optional[Sequence[str]
 
 def from_npz(path: PathLike, sections: Optional[Union[Sequence[str], Mapping[str, str]]] = None,
              classes: Optional[Sequence[str]] = None) -> InMemoryDataset:
-    """A dataset from an NPZ archive; ``sections`` maps section names to arrays (``{"inputs": "x_train"}``)."""
+    """A dataset from an NPZ archive; ``sections`` maps section names to arrays in it.
+
+    Example:
+        >>> import numpy as np, pathlib, tempfile
+        >>> import sigma.data
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.npz"
+        >>> np.savez(path, x_train=np.zeros((4, 2)), y_train=np.arange(4))
+        >>> len(sigma.data.from_npz(path, {"inputs": "x_train", "targets": "y_train"}))
+        4
+    """
     return InMemoryDataset(read_npz(path, sections), classes=classes, name=pathlib.Path(path).stem)
 
 
 def from_hdf5(path: PathLike, sections: Optional[Union[Sequence[str], Mapping[str, str]]] = None,
               classes: Optional[Sequence[str]] = None) -> InMemoryDataset:
-    """A dataset read whole from HDF5 (for data larger than memory use ``BlockCachedDataset``)."""
+    """A dataset read whole from HDF5 (for data larger than memory use ``BlockCachedDataset``).
+
+    Example:
+        >>> import h5py, numpy as np, pathlib, tempfile
+        >>> import sigma.data
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.h5"
+        >>> with h5py.File(path, "w") as f:
+        ...     f["x"] = np.zeros((3, 2))
+        >>> sigma.data.from_hdf5(path, {"inputs": "x"}).sections
+        ('inputs',)
+    """
     return InMemoryDataset(read_hdf5(path, sections), classes=classes, name=pathlib.Path(path).stem)
 
 
@@ -82,6 +112,14 @@ def from_text(path: PathLike, length: int, level: str = "char", vocabulary: Opti
     """Next-token windows of a text file: ``inputs`` and ``targets`` (int64 ids, shifted by one).
 
     The vocabulary is the dataset's ``vocabulary`` attribute (and its tokens its ``classes``).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import sigma.data
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+        >>> _ = path.write_text("hello")
+        >>> sigma.data.from_text(path, length=2)["targets"].shape
+        (2, 2)
     """
     ids, vocabulary = read_text(path, level, vocabulary=vocabulary, **text_options)
     dataset = InMemoryDataset(next_token_windows(ids, length), classes=vocabulary.tokens,

@@ -86,12 +86,24 @@ def register(name: str, loader: Callable[..., Dataset], splits: Sequence[str], d
 
 
 def available() -> List[str]:
-    """Names of the registered datasets."""
+    """Names of the registered datasets.
+
+    Example:
+        >>> import sigma.data
+        >>> "mnist" in sigma.data.available()
+        True
+    """
     return sorted(_registry)
 
 
 def describe(name: str) -> DatasetEntry:
-    """The registry entry of ``name`` (splits, description)."""
+    """The registry entry of ``name`` (splits, description).
+
+    Example:
+        >>> from sigma.data.registry import describe
+        >>> describe("fashion-mnist").splits
+        ('train', 'test')
+    """
     key = _key(name)
     if key not in _registry:
         raise ValueError(f"no dataset called {name!r}; known datasets: {available()}")
@@ -99,11 +111,16 @@ def describe(name: str) -> DatasetEntry:
 
 
 def load(name: str, split: Optional[str] = None, *, download: bool = True, **options: Any) -> Dataset:
-    """The dataset ``name`` (split ``split``: default its first, e.g. ``"train"``) with sections ``inputs``, ``targets``.
+    """The dataset ``name``, split ``split`` (default: its first, e.g. ``"train"``), with ``inputs`` and ``targets``.
 
     Raises ``ValueError`` for an unknown name or split, ``DatasetNotFoundError``
     when files are missing and cannot be downloaded, ``ChecksumError`` for a
     file whose content is not the published one.
+
+    Example:
+        >>> import sigma.data
+        >>> sigma.data.load("xor")["targets"].tolist()
+        [0, 1, 1, 0]
     """
     entry = describe(name)
     split = entry.splits[0] if split is None else split

@@ -67,6 +67,14 @@ def find(relative: "str | os.PathLike", within: Optional[Iterable[pathlib.Path]]
     """The first existing ``folder / relative`` on the search path (or in ``within``), or ``None``.
 
     An absolute ``relative`` is returned as is when it exists.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from sigma.data.search_path import find
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a.txt").write_text("x")
+        >>> find("a.txt", within=[folder]) == folder / "a.txt", find("b.txt", within=[folder])
+        (True, None)
     """
     relative = pathlib.Path(relative)
     if relative.is_absolute():

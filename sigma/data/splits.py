@@ -39,6 +39,14 @@ def split(dataset: Dataset, parts: Parts, *, shuffle: bool = True, seed: int = 0
             one sample per class).
 
     Each subset's indices are sorted, so reading them stays local on disk.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma.data.datasets import InMemoryDataset
+        >>> from sigma.data.splits import split
+        >>> train, validation = split(InMemoryDataset(targets=np.arange(10)), [8, 2], shuffle=False)
+        >>> validation["targets"].tolist()
+        [8, 9]
     """
     names = list(parts) if isinstance(parts, Mapping) else None
     sizes = list(parts.values()) if isinstance(parts, Mapping) else list(parts)

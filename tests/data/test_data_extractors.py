@@ -3,7 +3,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sigma.data import from_image_folder, from_text
+from sigma.data import from_text
 from sigma.data.errors import DataFormatError
 from sigma.data.extractors import (Vocabulary, next_token_windows, read_hdf5, read_image_folder, read_npy,
                                    read_npz, read_text, tokenize)

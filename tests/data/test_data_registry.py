@@ -1,8 +1,5 @@
 """Built-in datasets by name: MNIST and Fashion-MNIST through the search path, iris, xor."""
 import gzip
-import os
-import pathlib
-import shutil
 
 import numpy as np
 import pytest

@@ -185,7 +185,8 @@ def _guess_delimiter(text: str) -> str:
 def _rows(text: str, delimiter: str, source: str) -> List[Tuple[int, List[str]]]:
     if "\x00" in text:
         offset = text.index("\x00")
-        raise DataFormatError(f"{source}: NUL character at character {offset}, line {text.count(chr(10), 0, offset) + 1}; "
+        line = text.count("\n", 0, offset) + 1
+        raise DataFormatError(f"{source}: NUL character at character {offset}, line {line}; "
                               f"this is a binary file, not CSV text")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows = []
