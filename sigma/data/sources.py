@@ -297,13 +297,23 @@ def _exclusive_lock(destination: pathlib.Path):
         yield
         return
     lock_path = destination.with_name(destination.name + ".lock")
-    with open(lock_path, "w") as lock:
+    while True:
+        lock = open(lock_path, "w")
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # The holder before us removes the lock file when done; a lock on a removed file
+        # guards nothing, so take it again on the file that is there now.
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            _remove(lock_path)
+            if os.fstat(lock.fileno()).st_ino == os.stat(lock_path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
+    try:
+        yield
+    finally:
+        _remove(lock_path)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 # -- archives -------------------------------------------------------------------

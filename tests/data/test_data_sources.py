@@ -279,3 +279,24 @@ def test_registry_downloads_mnist_labels_with_published_checksums(server, tmp_pa
     assert not (tmp_path / "cache" / "other" / "t10k-labels-idx1-ubyte.gz").exists()
     with pytest.raises(DatasetNotFoundError, match="download=False"):
         registry.fetch(["absent"], file, [server.url + "/mnist/"], download=False)
+
+
+def test_simultaneous_downloads_of_one_file_fetch_it_once(server, tmp_path):
+    results, errors = [], []
+
+    def fetch():
+        try:
+            path = sources.download(server.url + "/data/payload.bin", tmp_path / "payload.bin", sha256=SHA256,
+                                    progress=False)
+            results.append(path.read_bytes() == PAYLOAD)
+        except Exception as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and results == [True, True, True]
+    assert len(server.requests) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["payload.bin"]
