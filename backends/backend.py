@@ -70,6 +70,13 @@ class Backend:
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"
 
+    def __reduce__(self):
+        # One backend object per device: copying or unpickling a tensor (or a
+        # model) must give back the registry's instance, not a twin that
+        # operations would take for another device.
+        import backends
+        return (backends.get, (self.name,))
+
     # -- transfer -------------------------------------------------------
     def asarray(self, data: Any, dtype: Any = None):
         """Return ``data`` as an array of this backend (no copy if already one)."""

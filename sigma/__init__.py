@@ -24,3 +24,6 @@ from sigma.autograd.functional import grad  # noqa: F811
 
 float32 = "float32"
 float64 = "float64"
+
+# The layers users build on, imported last: they are written with everything above.
+from sigma import nn, optim, data  # noqa: E402

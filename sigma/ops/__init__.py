@@ -92,18 +92,18 @@ def erf(x):
 
 def _bind() -> None:
     T = Tensor
-    T.__add__ = lambda a, b: _e.Add.apply(a, b if type(b) is Tensor else a._constant(b))
+    T.__add__ = lambda a, b: _e.Add.apply(a, b if isinstance(b, Tensor) else a._constant(b))
     T.__radd__ = lambda a, b: _e.Add.apply(a._constant(b), a)
-    T.__sub__ = lambda a, b: _e.Sub.apply(a, b if type(b) is Tensor else a._constant(b))
+    T.__sub__ = lambda a, b: _e.Sub.apply(a, b if isinstance(b, Tensor) else a._constant(b))
     T.__rsub__ = lambda a, b: _e.Sub.apply(a._constant(b), a)
-    T.__mul__ = lambda a, b: _e.Mul.apply(a, b if type(b) is Tensor else a._constant(b))
+    T.__mul__ = lambda a, b: _e.Mul.apply(a, b if isinstance(b, Tensor) else a._constant(b))
     T.__rmul__ = lambda a, b: _e.Mul.apply(a._constant(b), a)
-    T.__truediv__ = lambda a, b: _e.Div.apply(a, b if type(b) is Tensor else a._constant(b))
+    T.__truediv__ = lambda a, b: _e.Div.apply(a, b if isinstance(b, Tensor) else a._constant(b))
     T.__rtruediv__ = lambda a, b: _e.Div.apply(a._constant(b), a)
     T.__pow__ = pow
     T.__rpow__ = lambda a, b: _e.Pow.apply(a._constant(b), a)
     T.__neg__ = neg
-    T.__matmul__ = lambda a, b: matmul(a, b if type(b) is Tensor else a._constant(b))
+    T.__matmul__ = lambda a, b: matmul(a, b if isinstance(b, Tensor) else a._constant(b))
     T.__rmatmul__ = lambda a, b: matmul(a._constant(b), a)
     T.__abs__ = abs
     T.__getitem__ = movement.getitem

@@ -5,7 +5,7 @@ written with numpy array operations, the rule run on whole arrays (Sigma's
 fallback for backends without a compiler), and torch.optim.Adam in its three
 forms. Not collected by pytest; run it by hand:
 
-    python tests/optim/bench_optim_adam_step.py [--repeats 200]
+    python benchmarks/optimiser_step.py [--repeats 200]
 """
 from __future__ import annotations
 
