@@ -19,7 +19,7 @@ import pathlib
 from typing import Any, Dict, List, Optional, Sequence
 
 from sigma.io.atomic import atomic_write_path
-from sigma.monitors.reports import report_row
+from sigma.monitors.reports import default_path, report_row
 from sigma.training.condition import Condition
 from sigma.training.hooks.base import PRIORITY_READER, Hook
 from sigma.training.observation import Averager
@@ -35,7 +35,8 @@ def read_rows(path: "str | os.PathLike") -> List[Dict[str, str]]:
 
 
 class CSVLogger(Hook):
-    """Appends averaged observations to a CSV file at ``path``.
+    """Appends averaged observations to a CSV file at ``path`` (by default ``metrics.csv`` in the
+    trainer's run directory).
 
     ``keys`` limits the columns to those keys (all observed keys by default).
     """
@@ -43,10 +44,10 @@ class CSVLogger(Hook):
     priority = PRIORITY_READER
     writes_files = True
 
-    def __init__(self, path: "str | os.PathLike", trigger: Optional[Condition] = None,
+    def __init__(self, path: "str | os.PathLike | None" = None, trigger: Optional[Condition] = None,
                  keys: Optional[Sequence[str]] = None, name: Optional[str] = None):
         super().__init__(trigger, name=name)
-        self.path = pathlib.Path(path)
+        self.path = None if path is None else pathlib.Path(path)
         self.keys = None if keys is None else list(keys)
         self.averager = Averager()
         self.columns: List[str] = []
@@ -56,10 +57,14 @@ class CSVLogger(Hook):
         return every(1, "epoch") | on("stop")
 
     def setup(self, trainer) -> None:
+        self.path = self.path or default_path(trainer, "metrics.csv", "CSVLogger")
         trainer.attach_averager(self.averager)
         if self.columns and self._restored and self.path.exists():
             kept = [row for row in read_rows(self.path) if int(row["iteration"]) <= trainer.position.iteration]
-            self._rewrite(self.columns, kept)
+            # Columns the abandoned rows added go away with them; those the kept rows use stay.
+            used = [key for row in kept for key, value in row.items() if value != "" and key not in self.columns]
+            self.columns += list(dict.fromkeys(used))
+            self._rewrite(self.columns, [{key: row.get(key, "") for key in self.columns} for row in kept])
         elif not self.columns:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("", encoding="utf-8")

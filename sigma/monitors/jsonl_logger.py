@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 
 from sigma.io.atomic import atomic_write_text
 from sigma.io.event_log import EventLog, read_events
-from sigma.monitors.reports import report_row
+from sigma.monitors.reports import default_path, report_row
 from sigma.training.condition import Condition
 from sigma.training.hooks.base import PRIORITY_READER, Hook
 from sigma.training.observation import Averager
@@ -26,14 +26,15 @@ from sigma.training.timesteps import every, on
 
 
 class JSONLLogger(Hook):
-    """Appends averaged observations to a JSON Lines file at ``path``."""
+    """Appends averaged observations to a JSON Lines file at ``path`` (by default ``metrics.jsonl`` in the
+    trainer's run directory)."""
 
     priority = PRIORITY_READER
     writes_files = True
 
-    def __init__(self, path: "str | os.PathLike", trigger: Optional[Condition] = None, name: Optional[str] = None):
+    def __init__(self, path: "str | os.PathLike | None" = None, trigger: Optional[Condition] = None, name: Optional[str] = None):
         super().__init__(trigger, name=name)
-        self.path = pathlib.Path(path)
+        self.path = None if path is None else pathlib.Path(path)
         self.averager = Averager()
         self.log: Optional[EventLog] = None
         self._restored = False
@@ -42,6 +43,7 @@ class JSONLLogger(Hook):
         return every(1, "epoch") | on("stop")
 
     def setup(self, trainer) -> None:
+        self.path = self.path or default_path(trainer, "metrics.jsonl", "JSONLLogger")
         trainer.attach_averager(self.averager)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._restored and self.path.exists():

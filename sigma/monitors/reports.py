@@ -1,4 +1,5 @@
-"""What loggers write: one row per report, with the position, the wall time and averaged values.
+"""What loggers write: one row per report, with the position, the wall time and averaged values;
+and where, by default.
 
 Example:
     >>> from sigma.monitors.reports import report_row
@@ -9,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import pathlib
 import time
 from typing import Any, Dict, Mapping
 
@@ -18,3 +20,10 @@ from sigma.training.position import Position
 def report_row(position: Position, values: Mapping[str, float]) -> Dict[str, Any]:
     """``{"epoch", "iteration", "time", **values}`` for the moment ``position``."""
     return {"epoch": position.epoch_detail, "iteration": position.iteration, "time": time.time(), **values}
+
+
+def default_path(trainer, name: str, hook: str) -> pathlib.Path:
+    """``name`` in the trainer's run directory; an error naming ``hook`` if there is none."""
+    if trainer.run_directory is None:
+        raise ValueError(f"{hook}: give a path, or give the trainer a run directory (Trainer(run_directory=...))")
+    return trainer.run_directory.path / name

@@ -129,9 +129,25 @@ def test_demo_says_when_it_falls_back_to_the_bundled_sample(monkeypatch):
     assert train.batch(slice(0, 2))["inputs"].shape == (2, 28, 28)
 
 
-def test_demo_on_the_real_mnist(tmp_path):
+def _skip_without_mnist():
     if search_path.find_any(["mnist/train-images-idx3-ubyte.gz", "mnist/train-images-idx3-ubyte"]) is None:
         pytest.skip("MNIST is not on the data search path (set SIGMA_DATA to a folder holding mnist/)")
+
+
+def test_the_example_script_trains_on_mnist(tmp_path):
+    _skip_without_mnist()
+    example = HERE.parents[1] / "examples" / "train_mnist_mlp.py"
+    status, output = sigma_command("train", example, "--iterations", 60, "--root", tmp_path)
+    assert status == 0, output
+    accuracy = float(output.split("test accuracy: ")[1].split("%")[0])
+    assert accuracy > 85.0
+    run = tmp_path / "train_mnist_mlp"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "events.jsonl", "metrics.csv", "run.json"]
+    assert sigma.io.checkpoint_summary(run / "checkpoints" / "last.h5")["position"]["iteration"] == 60
+
+
+def test_demo_on_the_real_mnist(tmp_path):
+    _skip_without_mnist()
     status, output = sigma_command("demo", "--iterations", 150, "--root", tmp_path)
     assert status == 0, output
     assert "data: MNIST: 60,000 training and 10,000 test images" in output

@@ -118,3 +118,12 @@ def test_run_log_records_metrics_and_lifecycle_events(tmp_path):
     metrics = [r for r in records if r["kind"] == "metrics"]
     assert [r["iteration"] for r in metrics] == list(range(1, 11))
     assert "validation/accuracy" in metrics[6]["values"] and "validation/accuracy" not in metrics[5]["values"]
+
+
+def test_loggers_default_to_the_run_directory(tmp_path):
+    trainer = make_trainer(run_directory=tmp_path / "run", hooks=[CSVLogger(), JSONLLogger()])
+    trainer.run(epochs=1)
+    assert [row["iteration"] for row in read_rows(tmp_path / "run" / "metrics.csv")] == ["7"]
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["iteration"] == 7
+    with pytest.raises(ValueError, match="CSVLogger: give a path, or give the trainer a run directory"):
+        make_trainer(hooks=[CSVLogger()]).run(epochs=1)
