@@ -17,11 +17,8 @@ import sigma
 from benchmarks.common import best_of, import_torch, machine, table
 
 
-def sigma_cases(shape):
-    a = sigma.tensor(np.random.rand(*shape).astype(np.float32), requires_grad=True)
-    b = sigma.tensor(np.random.rand(*shape).astype(np.float32), requires_grad=True)
-    ones = sigma.ones(*shape)
-
+def cases(a, b, ones):
+    """The four measured ops; Sigma and PyTorch tensors share this API."""
     def add():
         a.grad = b.grad = None
         (a + b).backward(ones)
@@ -39,30 +36,16 @@ def sigma_cases(shape):
         a.sum().backward()
 
     return {"add": add, "matmul": matmul, "relu": relu, "sum": total}
+
+
+def sigma_cases(shape):
+    a, b = (sigma.tensor(np.random.rand(*shape).astype(np.float32), requires_grad=True) for _ in range(2))
+    return cases(a, b, sigma.ones(*shape))
 
 
 def torch_cases(torch, shape):
-    a = torch.rand(*shape, requires_grad=True)
-    b = torch.rand(*shape, requires_grad=True)
-    ones = torch.ones(*shape)
-
-    def add():
-        a.grad = b.grad = None
-        (a + b).backward(ones)
-
-    def matmul():
-        a.grad = b.grad = None
-        (a @ b).backward(ones)
-
-    def relu():
-        a.grad = None
-        a.relu().backward(ones)
-
-    def total():
-        a.grad = None
-        a.sum().backward()
-
-    return {"add": add, "matmul": matmul, "relu": relu, "sum": total}
+    a, b = (torch.rand(*shape, requires_grad=True) for _ in range(2))
+    return cases(a, b, torch.ones(*shape))
 
 
 def main(argv=None) -> str:

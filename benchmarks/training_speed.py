@@ -49,18 +49,22 @@ def _data(batch: int, model: str, steps: int):
     return xs, ys
 
 
+def build(nn, model: str):
+    """The benchmark network from either library's ``nn`` (they share the layer names)."""
+    if model == "mlp-large":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(576, 10))
+
+
 def _sigma_worker(model: str, batch: int, steps: int) -> dict:
     import sigma
     import sigma.nn as nn
     import sigma.optim as optim
     sigma.manual_seed(0)
-    if model == "mlp-large":
-        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
-    else:
-        net = nn.Sequential(
-            nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(576, 10))
+    net = build(nn, model)
     opt = optim.Adam(net.parameters(), lr=1e-3)
     xs, ys = _data(batch, model, steps)
     xs = [sigma.tensor(x) for x in xs]
@@ -81,13 +85,7 @@ def _torch_worker(model: str, batch: int, steps: int) -> dict:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     nn = torch.nn
-    if model == "mlp-large":
-        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
-    else:
-        net = nn.Sequential(
-            nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(576, 10))
+    net = build(nn, model)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xs, ys = _data(batch, model, steps)
     xs = [torch.from_numpy(x) for x in xs]

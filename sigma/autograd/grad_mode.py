@@ -43,9 +43,12 @@ class set_grad_enabled:
         return False
 
     def __call__(self, function):
+        enabled = self.enabled
+
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with self.__class__(self.enabled):
+            # a fresh manager per call: the decorated function may recurse or run in threads
+            with set_grad_enabled(enabled):
                 return function(*args, **kwargs)
         return wrapper
 
@@ -64,23 +67,9 @@ class no_grad(set_grad_enabled):
     def __init__(self):
         super().__init__(False)
 
-    def __call__(self, function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return function(*args, **kwargs)
-        return wrapper
-
 
 class enable_grad(set_grad_enabled):
     """Turn graph recording back on inside a ``no_grad`` block."""
 
     def __init__(self):
         super().__init__(True)
-
-    def __call__(self, function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            with enable_grad():
-                return function(*args, **kwargs)
-        return wrapper
