@@ -228,16 +228,16 @@ class Trainer:
         return self.hooks
 
     # -- commands (thread-safe) -------------------------------------------------------------
-    def send(self, name: str, **arguments: Any) -> None:
+    def send(self, command: str, /, **arguments: Any) -> None:
         """Queue a command for the loop to apply between steps; safe from any thread.
 
         Built in: ``pause``, ``resume``, ``stop`` (``reason``), ``step`` (``count``: steps to make while
         paused), ``set_lr`` (``value``, optional ``group``), ``set_hyperparameter`` (``name``, ``value``,
         optional ``group``), ``checkpoint`` (optional ``path``). Add more with :meth:`register_command`.
         """
-        if name not in self._handlers:
-            raise KeyError(f"unknown trainer command {name!r}; known commands: {sorted(self._handlers)}")
-        self._commands.put(Command(name, dict(arguments)))
+        if command not in self._handlers:
+            raise KeyError(f"unknown trainer command {command!r}; known commands: {sorted(self._handlers)}")
+        self._commands.put(Command(command, dict(arguments)))
 
     def register_command(self, name: str, handler: Callable[..., None]) -> None:
         """Make ``send(name, **arguments)`` call ``handler(trainer, **arguments)`` in the training loop."""
@@ -356,7 +356,7 @@ class Trainer:
             epochs, until = None, None
             iterations = self.position.iteration + self.fast_dev_run
             self.position.batches_per_epoch = self.fast_dev_run
-            self._epoch_iterator = None
+            self._drop_epoch_iterator()
             self.position.iteration_in_epoch = 0
             self._evaluation_limit = self.fast_dev_run
         elif epochs is None and iterations is None and until is None:
@@ -469,8 +469,15 @@ class Trainer:
         if epoch_ended:
             position.epoch += 1
             position.iteration_in_epoch = 0
-            self._epoch_iterator = None
+            self._drop_epoch_iterator()
         return Moment("iteration", position, epoch_ended, observation)
+
+    def _drop_epoch_iterator(self) -> None:
+        # Closing stops a prefetching iterator's background thread now rather than at garbage collection.
+        close = getattr(self._epoch_iterator, "close", None)
+        self._epoch_iterator = None
+        if close is not None:
+            close()
 
     def _fire(self, moment: Moment) -> None:
         self.moment = moment
@@ -609,10 +616,10 @@ class Trainer:
         self._seeded = bool(trainer.get("seeded", True))
         shape = trainer.get("input_shape")
         self._input_shape = None if shape is None else tuple(shape)
+        self._drop_epoch_iterator()
         saved_data = state.get("data", {}).get("train")
         if saved_data is not None and hasattr(self.train_data, "load_state_dict"):
             self.train_data.load_state_dict(saved_data)
-        self._epoch_iterator = None
         saved_hooks = state.get("hooks", {})
         for hook in self.hooks:
             if hook.name in saved_hooks:
