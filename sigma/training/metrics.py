@@ -22,14 +22,16 @@ def class_labels(outputs: Any, targets: Any):
     """Integer class labels for ``targets`` if ``outputs``/``targets`` look like classification, else ``None``.
 
     Classification means outputs of shape (N, C) and targets that are either
-    N integer labels or one-hot / probability rows of shape (N, C).
+    N integer labels or one-hot / probability rows of shape (N, C) with C > 1
+    (non-negative, each row summing to 1); other float targets are regression.
     """
     scores, labels = getattr(outputs, "data", outputs), getattr(targets, "data", targets)
     if getattr(scores, "ndim", 0) != 2 or not hasattr(labels, "ndim"):
         return None
     if labels.ndim == 1 and labels.dtype.kind in "iu" and labels.shape[0] == scores.shape[0]:
         return labels
-    if labels.ndim == 2 and labels.shape == scores.shape:
+    if labels.ndim == 2 and labels.shape == scores.shape and labels.shape[1] > 1 and bool((labels >= 0).all()) \
+            and bool((abs(labels.sum(axis=1) - 1) < 1e-3).all()):
         return labels.argmax(axis=1)
     return None
 

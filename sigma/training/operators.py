@@ -23,6 +23,7 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sigma import device as _device
@@ -115,9 +116,7 @@ class Worker:
         classification = True
         try:
             with no_grad():
-                for index, batch in enumerate(batches):
-                    if limit is not None and index >= limit:
-                        break
+                for batch in itertools.islice(batches, limit):
                     inputs, targets = split_batch(batch)
                     inputs, targets = _on(inputs, self.backend), _on(targets, self.backend)
                     outputs = self.network(inputs)
