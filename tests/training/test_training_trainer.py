@@ -313,3 +313,15 @@ def test_forward_only_optimisers_train_through_the_same_loop():
     trainer.run(epochs=15)
     assert losses[-1] < losses[0]
     assert all(b <= a for a, b in zip(losses, losses[1:]))  # full batch: random search never goes uphill
+
+
+def test_classification_is_told_apart_from_regression():
+    from sigma.training.metrics import class_labels, top_k_correct
+    scores = sigma.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    assert class_labels(scores, sigma.tensor([1, 2])).tolist() == [1, 2]
+    assert class_labels(scores, sigma.tensor([[0.0, 1.0, 0.0], [0.2, 0.1, 0.7]])).tolist() == [1, 2]
+    assert class_labels(scores, sigma.tensor([[0.5, 1.5, 2.0], [1.0, 0.0, 3.0]])) is None  # regression targets
+    assert class_labels(sigma.tensor([[0.3], [0.9]]), sigma.tensor([[1.0], [0.0]])) is None  # one output
+    assert top_k_correct(scores, sigma.tensor([1, 2]), 1) == 1 and top_k_correct(scores, sigma.tensor([1, 2]), 2) == 2
+    with pytest.raises(ValueError, match=r"expected \(N, C\) scores"):
+        top_k_correct(scores, sigma.tensor([0.5, 0.5]))
