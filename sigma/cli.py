@@ -25,7 +25,9 @@ import argparse
 import datetime
 import importlib.util
 import json
+import os
 import pathlib
+import socket
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -216,6 +218,20 @@ def command_inspect(args, out) -> int:
     return EXIT_OK
 
 
+def _status(description: Dict[str, Any]) -> str:
+    """The run's status; a "running" run whose process is gone from this host is shown as ended."""
+    status = str(description.get("status", "?"))
+    pid, host = description.get("pid"), description.get("host")
+    if status == "running" and isinstance(pid, int) and host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "ended unexpectedly"
+        except PermissionError:  # alive, someone else's
+            pass
+    return status
+
+
 def command_runs(args, out) -> int:
     from sigma.io import list_runs
     runs = list_runs(args.root)
@@ -234,7 +250,7 @@ def command_runs(args, out) -> int:
         metric = f"{key} {metrics[key]:.4f}" if key else ""
         updated = description.get("updated", description.get("created"))
         when = datetime.datetime.fromtimestamp(updated).strftime("%Y-%m-%d %H:%M") if updated else ""
-        rows.append((run.name, str(description.get("status", "?")), str(description.get("epoch", "")),
+        rows.append((run.name, _status(description), str(description.get("epoch", "")),
                      str(description.get("iteration", "")), metric, when, str(len(run.list_checkpoints()))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

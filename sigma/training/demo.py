@@ -40,7 +40,9 @@ def load_mnist(sample: bool = False) -> Tuple[Any, Any, str]:
             test = sigma.data.load("mnist", split="test")
             return train, test, f"MNIST: {len(train):,} training and {len(test):,} test images"
         except (sigma.data.DataError, OSError) as error:
-            reason = "the full MNIST could not be found or downloaded (" + str(error).splitlines()[0] + ")"
+            details = "\n".join("    " + line.strip() for line in str(error).splitlines())
+            reason = (f"the full MNIST could not be found or downloaded:\n{details}\n"
+                      "  (put MNIST's four files in a folder 'mnist' on SIGMA_DATA to train on all of it)")
     with np.load(SAMPLE_PATH) as bundle:
         train = sigma.data.InMemoryDataset(inputs=bundle["train_inputs"],
                                            targets=bundle["train_targets"].astype(np.int64), name="mnist-sample/train")

@@ -30,6 +30,7 @@ import math
 import os
 import pathlib
 import queue
+import socket
 import threading
 import time
 import traceback
@@ -425,7 +426,7 @@ class Trainer:
             hook.setup(self)
         if self.run_directory is not None and not self.fast_dev_run:
             self.run_directory.update_description(
-                status="running", pid=os.getpid(), recipe=self.recipe,
+                status="running", pid=os.getpid(), host=socket.gethostname(), recipe=self.recipe,
                 stop={"epochs": epochs, "iterations": iterations, "until": None if until is None else repr(until)},
                 optimiser={"type": type(self.optimiser).__name__,
                            "param_groups": _hyperparameters(self.optimiser)},

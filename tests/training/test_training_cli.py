@@ -2,6 +2,9 @@
 import io
 import json
 import pathlib
+import socket
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -116,6 +119,10 @@ def test_runs_lists_status_progress_and_a_metric(tmp_path, script):
     first = lines[1].split()
     assert first[:4] == ["first", "finished", "1", "7"] and first[4] == "validation/accuracy"
     assert lines[2].split()[:2] == ["second", "created"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    sigma.io.RunDirectory.open(tmp_path / "second").update_description(
+        status="running", pid=int(dead.stdout), host=socket.gethostname())
+    assert "ended unexpectedly" in sigma_command("runs", "--root", tmp_path)[1].splitlines()[2]
 
 
 def test_demo_says_when_it_falls_back_to_the_bundled_sample(monkeypatch):
