@@ -44,40 +44,43 @@ def as_number(key: str, value: Any) -> float:
 
 
 class Averager:
-    """Sums the values written to observations it is attached to, until ``take()`` returns their means.
+    """Averages the values written to observations it is attached to, until ``take()`` returns the means.
 
     Keys written at only some steps (an evaluator's) average over the steps
-    that had them.
+    that had them. Means are kept as running means, so a constant (a
+    learning rate) averages to exactly itself.
     """
 
-    __slots__ = ("sums", "counts")
+    __slots__ = ("means", "counts")
 
     def __init__(self):
-        self.sums: Dict[str, float] = {}
+        self.means: Dict[str, float] = {}
         self.counts: Dict[str, int] = {}
 
     def add(self, key: str, value: float, replaced: Optional[float] = None) -> None:
-        if replaced is None:
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
+        if replaced is None or key not in self.counts:  # (a take() between two writes starts afresh)
+            count = self.counts.get(key, 0) + 1
+            self.counts[key] = count
+            mean = self.means.get(key, 0.0)
+            self.means[key] = mean + (value - mean) / count
         else:  # the same key written twice in one step counts once, with its last value
-            self.sums[key] += value - replaced
+            self.means[key] += (value - replaced) / self.counts[key]
 
     def peek(self) -> Dict[str, float]:
         """The means so far, without starting a new window."""
-        return {key: self.sums[key] / self.counts[key] for key in self.sums}
+        return dict(self.means)
 
     def take(self) -> Dict[str, float]:
         """The means since the last ``take()``; starts a new window."""
-        means = self.peek()
-        self.sums, self.counts = {}, {}
+        means = self.means
+        self.means, self.counts = {}, {}
         return means
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+        return {"means": dict(self.means), "counts": dict(self.counts)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.sums = {key: float(value) for key, value in state.get("sums", {}).items()}
+        self.means = {key: float(value) for key, value in state.get("means", {}).items()}
         self.counts = {key: int(value) for key, value in state.get("counts", {}).items()}
 
 

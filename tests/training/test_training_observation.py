@@ -58,3 +58,10 @@ def test_averager_state_round_trip_continues_the_window():
     restored.load_state_dict(averager.state_dict())
     Observation([restored])["train/loss"] = 6.0
     assert restored.take() == {"train/loss": 3.0}
+
+
+def test_a_constant_averages_to_exactly_itself():
+    averager = Averager()
+    for _ in range(430):
+        Observation([averager])["lr"] = 0.001
+    assert averager.take() == {"lr": 0.001}
