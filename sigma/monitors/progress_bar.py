@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Dict, Mapping, Optional, TextIO
+from typing import Dict, Mapping, Optional, TextIO
 
 from sigma.training.condition import Condition
 from sigma.training.hooks.base import PRIORITY_READER, Hook

@@ -31,7 +31,6 @@ import os
 import pathlib
 import queue
 import socket
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field

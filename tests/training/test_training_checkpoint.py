@@ -15,7 +15,7 @@ import sigma
 import sigma.io
 from sigma.io import CheckpointError, RunDirectory, RunDirectoryError, checkpoint
 from sigma.io.event_log import EventLog, read_events
-from sigma.training import at, every, hooks
+from sigma.training import at, hooks
 from sigma.training.hooks import Lambda
 
 from training_helpers import make_trainer
