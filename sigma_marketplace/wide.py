@@ -77,6 +77,13 @@ class _Pass:
             return x.reshape((n, vendors, x.shape[1] // vendors) + x.shape[2:])      # (N, V, ...)
         return self._run_per_vendor(stage, x, shared, vendors)
 
+    def run_rows(self, stage: Stage, x, shared: bool, rows: int):
+        """:meth:`run_stage` on at most ``rows`` samples at a time (every layer treats samples independently)."""
+        if x.shape[0] <= rows:
+            return self.run_stage(stage, x, shared)
+        return self.xp.concatenate([self.run_stage(stage, x[start:start + rows], shared)
+                                    for start in range(0, x.shape[0], rows)], axis=0)
+
     def _run_per_vendor(self, stage: Stage, x, shared: bool, vendors: int):
         xp = self.xp
         originals = [param.data for param in stage.parameters]
@@ -100,27 +107,31 @@ class _Pass:
         vendors = self.plan.vendors[index]
         table = self.plan.tables[index]
         upstream = x.reshape((x.shape[0] // batch, batch) + x.shape[1:])                 # (U, B, ...)
-        per_position = self.elements_per_sample(stage, upstream[0]) * batch * vendors * upstream.dtype.itemsize
+        itemsize = upstream.dtype.itemsize
+        per_sample = self.elements_per_sample(stage, upstream[0]) * vendors * itemsize
         if table is not None:
-            per_position += int(np.prod(upstream.shape[1:])) * vendors * upstream.dtype.itemsize
-        step = max(1, self.chunk_bytes // max(per_position, 1))
+            per_sample += int(np.prod(upstream.shape[2:])) * vendors * itemsize
+        # Whole upstream products (or sample columns) per chunk; when even one is too large, the
+        # stage runs on slices of the batch instead.
+        step = max(1, self.chunk_bytes // max(per_sample * batch, 1))
+        rows = max(1, self.chunk_bytes // max(per_sample, 1))
         length = upstream.shape[0] if table is None else table.shape[1]
         for start in range(0, length, step):
             stop = min(start + step, length)
             count = stop - start
             if table is None:
                 chunk = upstream[start:stop].reshape((count * batch,) + upstream.shape[2:])
-                out = self.run_stage(stage, chunk, shared=True)
+                out = self.run_rows(stage, chunk, True, rows)
                 parents = paths[start:stop]
             else:
                 gathered = upstream[table[:, start:stop]]                                 # (V, c, B, ...)
                 gathered = xp.moveaxis(gathered, 0, 2)                                     # (c, B, V, ...)
                 if stage.vectorised:
                     stacked = gathered.reshape((count * batch, vendors * gathered.shape[3]) + gathered.shape[4:])
-                    out = self.run_stage(stage, xp.ascontiguousarray(stacked), shared=False)
+                    out = self.run_rows(stage, xp.ascontiguousarray(stacked), False, rows)
                 else:
-                    out = self.run_stage(stage, gathered.reshape((count * batch, vendors) + gathered.shape[3:]),
-                                         shared=False)
+                    out = self.run_rows(stage, gathered.reshape((count * batch, vendors) + gathered.shape[3:]),
+                                        False, rows)
                 parents = paths
             # (c*B, V, ...) -> products (c, V, B, ...) -> (c*V*B, ...)
             out = out.reshape((count, batch, vendors) + out.shape[2:])
