@@ -20,7 +20,7 @@ from typing import Callable, Dict, List
 
 from backends.backend import Backend, RandomStream
 
-__all__ = ["Backend", "RandomStream", "get", "for_array", "available", "register", "ENTRY_POINT_GROUP"]
+__all__ = ["Backend", "RandomStream", "get", "instances", "for_array", "available", "register", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "sigma.backends"
 
@@ -92,6 +92,12 @@ def get(name: "str | Backend" = "cpu") -> Backend:
         if name not in _instances:
             _instances[name] = _factories[kind](name)
     return _instances[name]
+
+
+def instances() -> List[Backend]:
+    """The backends created so far in this process (their random streams are
+    what a checkpoint saves and ``sigma.manual_seed`` seeds)."""
+    return list(_instances.values())
 
 
 def for_array(array) -> Backend:

@@ -74,5 +74,5 @@ def manual_seed(seed: int) -> None:
         True
     """
     default_backend()
-    for backend in list(backends._instances.values()):
+    for backend in backends.instances():
         backend.random.seed(seed)

@@ -664,4 +664,4 @@ def _hyperparameters(optimiser) -> List[Dict[str, Any]]:
 
 def _live_backends() -> Dict[str, Any]:
     # Only backends that exist in this process can have moved their random streams.
-    return dict(getattr(backends, "_instances", {}))
+    return {backend.name: backend for backend in backends.instances()}
