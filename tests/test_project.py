@@ -21,3 +21,19 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_command = _readme_commands()[1].strip()
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
+
+
+def test_readme_python_examples_run():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)\n```", text, re.S)
+    assert blocks
+    for block in blocks:
+        namespace = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["loss"].item() > 0
+
+
+def test_readme_links_only_docs_that_exist():
+    text = (ROOT / "README.md").read_text()
+    for path in re.findall(r"`(docs/[\w./-]+\.md)`", text):
+        assert (ROOT / path).is_file(), f"README links {path}, which does not exist"
