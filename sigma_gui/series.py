@@ -203,5 +203,10 @@ def clipped_range(values: np.ndarray, quantile: float = 0.01) -> Tuple[float, fl
     if len(values) == 0:
         return 0.0, 1.0
     low, high = np.quantile(values, [quantile, 1.0 - quantile])
-    pad = 0.1 * (high - low) if high > low else max(abs(high) * 0.1, 1e-12)
+    scale = max(abs(low), abs(high))
+    if high - low <= 1e-9 * scale:  # a constant (up to rounding in averages): centre it, do not zoom into noise
+        middle = 0.5 * (low + high)
+        pad = 0.1 * scale if scale > 0 else 1.0
+        return float(middle - pad), float(middle + pad)
+    pad = 0.1 * (high - low)
     return float(low - pad), float(high + pad)
