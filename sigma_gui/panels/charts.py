@@ -221,7 +221,7 @@ class MetricChart(QtWidgets.QWidget):
                     continue
                 series = connection.state.series[key]
                 for i, e, t, v in zip(series.iterations, series.epochs, series.times, series.values):
-                    rows.append(f"{connection.name},{key},{int(i)},{e!r},{t!r},{v!r}")
+                    rows.append(f"{connection.name},{key},{int(i)},{float(e)!r},{float(t)!r},{float(v)!r}")
         path.write_text("\n".join(rows) + "\n", encoding="utf-8")
         return path
 
@@ -323,11 +323,12 @@ class ChartsPanel(QtWidgets.QWidget):
         pattern = self.bar.filter.text().strip()
         shown = [k for k in sorted(self.charts) if not pattern or fnmatch.fnmatchcase(k, pattern if any(
             c in pattern for c in "*?[") else f"*{pattern}*")]
-        for key, chart in self.charts.items():
+        for chart in self.charts.values():
             self.grid.removeWidget(chart)
-            chart.setVisible(key in shown)
         for index, key in enumerate(shown):
             self.grid.addWidget(self.charts[key], index // 2, index % 2)
+        for key, chart in self.charts.items():  # only after adding: a parentless widget shown becomes a window
+            chart.setVisible(key in shown)
 
     def _apply_filter(self, _text: str) -> None:
         self._layout_charts()

@@ -120,8 +120,8 @@ class HyperparameterPanel(QtWidgets.QWidget):
         if self._filling or item.column() != 2:
             return
         group, name = self._rows[item.row()]
-        if not self.set_value(group, name, item.text()):
-            self.refresh(self.connection)
+        self.set_value(group, name, item.text())
+        self.refresh(self.connection)  # the cell shows the sent value as pending, or the old one again
 
 
 def _same(a: Any, b: Any) -> bool:

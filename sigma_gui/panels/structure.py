@@ -102,12 +102,12 @@ class HistogramPanel(QtWidgets.QWidget):
         self._stamp = None
 
     def select_layer(self, layer: str) -> None:
-        """Show the first parameter of ``layer`` (a dotted module name from the structure panel)."""
-        for index in range(self.parameter.count()):
-            name = self.parameter.itemText(index)
-            if not layer or name.startswith(layer + "."):
-                self.parameter.setCurrentIndex(index)
-                return
+        """Show a parameter of ``layer`` (a dotted module name from the structure panel), its weight if it has one."""
+        names = [self.parameter.itemText(index) for index in range(self.parameter.count())]
+        own = [name for name in names if not layer or name.startswith(layer + ".")]
+        if own:
+            weights = [name for name in own if name.endswith("weight")]
+            self.parameter.setCurrentText((weights or own)[0])
 
     def refresh(self, connection: Optional[object]) -> None:
         self.connection = connection

@@ -1,0 +1,350 @@
+"""The window under pytest-qt (offscreen): real runs, plotted data, commands, drawing, bad folders, load."""
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PyQt6", reason="the GUI tests need PyQt6: pip install 'pyqt6<6.12'")
+pytest.importorskip("pyqtgraph", reason="the GUI tests need pyqtgraph: pip install pyqtgraph")
+pytest.importorskip("pytestqt", reason="the GUI tests need pytest-qt: pip install pytest-qt")
+
+from PyQt6 import QtCore, QtWidgets  # noqa: E402
+
+import sigma  # noqa: E402
+from gui_helpers import blobs_trainer, metric_values, start, wait_for  # noqa: E402
+from sigma import nn  # noqa: E402
+from sigma.io import RunDirectory, read_events  # noqa: E402
+from sigma_gui import attach_remote, connect_trainer  # noqa: E402
+from sigma_gui.connection import RunConnection  # noqa: E402
+from sigma_gui.run_state import RunState  # noqa: E402
+from sigma_gui.window import MainWindow  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.timer.stop()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    trainer = blobs_trainer(run_directory=tmp_path_factory.mktemp("runs") / "blobs")
+    trainer.run(epochs=3)
+    return trainer.run_directory.path
+
+
+def _settle(window, qtbot, rounds=3):
+    for _ in range(rounds):
+        window.refresh()
+        qtbot.wait(10)
+
+
+def test_window_shows_the_logged_curves_of_a_finished_run(window, qtbot, finished_run):
+    connection = window.open_run_directory(finished_run)
+    _settle(window, qtbot)
+    assert connection is not None and window.current is connection
+    iterations, values = metric_values(finished_run, "train/loss")
+    chart = window.charts.charts["train/loss"]
+    line = chart.lines[("blobs", "train/loss")]
+    np.testing.assert_array_equal(line.raw.xData, iterations)
+    np.testing.assert_array_equal(line.raw.yData, values)
+    window.charts.bar.smoothing.setValue(90)  # the slider moves the smoothed line, not the raw one
+    _settle(window, qtbot, 1)
+    expected, average = [], 0.0
+    for count, value in enumerate(values, start=1):
+        average = 0.9 * average + 0.1 * value
+        expected.append(average / (1 - 0.9 ** count))
+    np.testing.assert_allclose(line.smoothed.yData, expected, rtol=1e-9)
+    window.charts.bar.x_axis.setCurrentText("epoch")
+    _settle(window, qtbot, 1)
+    np.testing.assert_allclose(line.raw.xData, iterations / 6)
+    validation_x, validation = metric_values(finished_run, "validation/accuracy")
+    accuracy_line = window.accuracy.lines[("blobs", "validation/accuracy")]
+    np.testing.assert_array_equal(accuracy_line.raw.yData, validation)
+    assert window.control.fields["status"].text() == "finished"
+    assert window.control.fields["iteration"].text() == "18"
+    assert not window.control.buttons["pause"].isEnabled()  # a finished run is read-only
+    assert chart.readout_at(0.0).startswith(f"train/loss @ {1 / 6:g}: {values[0]:.4g} (smoothed")
+
+
+def test_chart_exports_png_and_csv(window, qtbot, finished_run, tmp_path):
+    window.open_run_directory(finished_run)
+    _settle(window, qtbot)
+    chart = window.charts.charts["train/loss"]
+    png = chart.export_png(tmp_path / "loss.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = chart.export_csv(tmp_path / "loss.csv").read_text().splitlines()
+    iterations, values = metric_values(finished_run, "train/loss")
+    assert rows[0] == "run,key,iteration,epoch,time,value" and len(rows) == 1 + len(values)
+    assert float(rows[-1].split(",")[-1]) == values[-1]
+
+
+def test_broken_or_foreign_folders_show_an_error_dialog(window, qtbot, tmp_path):
+    (tmp_path / "holiday-photos").mkdir()
+    assert window.open_run_directory(tmp_path / "holiday-photos") is None
+    broken = RunDirectory.create("broken", root=tmp_path)
+    broken.description_path.write_text("{\"status\": ")
+    assert window.open_run_directory(broken.path) is None
+    assert len(window.error_dialogs) == 2
+    assert "no run.json" in window.error_dialogs[0].text()
+    assert "not valid JSON" in window.error_dialogs[1].text()
+    assert window.error_dialogs[1].isVisible() and window.connections == []
+    window.refresh()  # the window goes on working
+    assert "not valid JSON" in window.log.toPlainText()
+
+
+def test_a_run_whose_files_vanish_is_reported_once(window, qtbot, tmp_path):
+    class Vanishing:
+        name = "vanishing"
+
+        def poll(self, limit=None):
+            raise OSError("events.jsonl: No such file or directory")
+
+    window.add_connection(RunConnection(Vanishing()))
+    _settle(window, qtbot)
+    assert len(window.error_dialogs) == 1 and "No such file" in window.error_dialogs[0].text()
+
+
+def test_pause_resume_stop_buttons_reach_a_trainer_on_a_thread(window, qtbot):
+    trainer = blobs_trainer()
+    window.add_connection(connect_trainer(trainer))
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: window.control.buttons["pause"].isEnabled(), poll=lambda: _settle(window, qtbot, 1))
+        qtbot.mouseClick(window.control.buttons["pause"], QtCore.Qt.MouseButton.LeftButton)
+        wait_for(lambda: trainer.paused)
+        wait_for(lambda: window.current.state.status == "paused", poll=lambda: _settle(window, qtbot, 1))
+        paused_at = trainer.position.iteration
+        assert window.control.buttons["resume"].isEnabled() and window.control.buttons["step"].isEnabled()
+        qtbot.mouseClick(window.control.buttons["step"], QtCore.Qt.MouseButton.LeftButton)
+        wait_for(lambda: trainer.position.iteration == paused_at + 1)
+        qtbot.mouseClick(window.control.buttons["resume"], QtCore.Qt.MouseButton.LeftButton)
+        wait_for(lambda: not trainer.paused and trainer.position.iteration > paused_at + 3)
+        qtbot.mouseClick(window.control.buttons["stop"], QtCore.Qt.MouseButton.LeftButton)
+        thread.join(20)
+    finally:
+        trainer.stop()
+        thread.join(20)
+    assert not thread.is_alive() and trainer.stop_requested == "stopped by request"
+    _settle(window, qtbot)
+    assert window.current.state.status == "stopped"
+    assert not window.control.buttons["stop"].isEnabled()
+
+
+def test_learning_rate_edit_is_applied_at_the_next_step(window, qtbot, tmp_path):
+    trainer = blobs_trainer(lr=0.01, run_directory=tmp_path / "lr-edit")
+    window.add_connection(connect_trainer(trainer))
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: trainer.position.iteration > 2)
+        window.control.send("pause")
+        wait_for(lambda: window.current.state.status == "paused", poll=lambda: _settle(window, qtbot, 1))
+        paused_at = trainer.position.iteration
+        table = window.hyperparameters.table
+        row = [table.item(r, 1).text() for r in range(table.rowCount())].index("lr")
+        table.item(row, 2).setText("0.125")  # what typing into the cell does
+        assert "pending" in table.item(row, 2).text()
+        # The paused loop applies it between steps: before the next step, with no step made.
+        wait_for(lambda: trainer.optimiser.param_groups[0]["lr"] == 0.125)
+        assert trainer.position.iteration == paused_at
+        window.control.send("step", count=1)
+        wait_for(lambda: trainer.position.iteration == paused_at + 1)
+        wait_for(lambda: "pending" not in table.item(row, 2).text(), poll=lambda: _settle(window, qtbot, 1))
+        assert table.item(row, 2).text() == "0.125"
+        table.item(row, 2).setText("fast")  # refused with a message, nothing sent
+        assert "not a number" in window.statusBar().currentMessage()
+        window.control.send("stop")
+        thread.join(20)
+    finally:
+        trainer.stop()
+        thread.join(20)
+    _settle(window, qtbot)
+    lr = window.current.state.series["lr"]
+    by_iteration = dict(zip(lr.iterations.astype(int).tolist(), lr.values.tolist()))
+    assert by_iteration[paused_at] == 0.01 and by_iteration[paused_at + 1] == 0.125
+    metrics_x, logged = metric_values(trainer.run_directory.path, "lr")  # and the event log recorded it
+    assert logged[list(metrics_x).index(paused_at + 1)] == 0.125
+    records, _ = read_events(trainer.run_directory.events_path)
+    commands = [r for r in records if r["kind"] == "command" and r["name"] == "set_lr"]
+    assert commands == [{**commands[0], "iteration": paused_at, "arguments": {"value": 0.125, "group": 0}}]
+
+
+def test_remote_run_is_driven_through_its_control_channel(window, qtbot, tmp_path):
+    trainer = blobs_trainer(run_directory=tmp_path / "other-process")
+    attach_remote(trainer)
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: (tmp_path / "other-process" / "control.json").exists())
+        connection = window.open_run_directory(tmp_path / "other-process")
+        wait_for(lambda: window.control.buttons["pause"].isEnabled(), poll=lambda: _settle(window, qtbot, 1))
+        assert window.control.fields["connection"].text() == "control channel"
+        qtbot.mouseClick(window.control.buttons["pause"], QtCore.Qt.MouseButton.LeftButton)
+        wait_for(lambda: trainer.paused)
+        wait_for(lambda: connection.state.status == "paused", poll=lambda: _settle(window, qtbot, 1))
+        assert window.hyperparameters.set_value(0, "lr", "0.05")
+        window.control.send("resume")
+        wait_for(lambda: trainer.optimiser.param_groups[0]["lr"] == 0.05)
+        wait_for(lambda: connection.state.hyperparameters[0]["lr"] == 0.05, poll=lambda: _settle(window, qtbot, 1))
+        window.control.send("stop")
+        thread.join(20)
+    finally:
+        trainer.stop()
+        thread.join(20)
+    _settle(window, qtbot)
+    assert any("command set_lr" in line.text for line in connection.state.log)
+    assert window.structure.topLevelItemCount() >= 2  # the network description came through the event log
+
+
+class Stripes(nn.Module):
+    """Class 0 for horizontal strokes, class 1 for vertical ones: a fixed template-matching model."""
+
+    def __init__(self):
+        super().__init__()
+        templates = np.zeros((2, 28, 28), np.float32)
+        templates[0, 12:16, 4:24] = 1.0
+        templates[1, 4:24, 12:16] = 1.0
+        self.linear = nn.Linear(784, 2)
+        self.linear.weight.data[...] = templates.reshape(2, 784)
+        self.linear.bias.data[...] = 0.0
+
+    def forward(self, x):
+        return self.linear(x.reshape(x.shape[0], 784))
+
+
+def _image_trainer():
+    images = np.zeros((8, 28, 28), np.uint8)
+    images[:4, 12:16, 4:24] = 255
+    images[4:, 4:24, 12:16] = 255
+    data = sigma.data.InMemoryDataset(inputs=images, targets=np.repeat([0, 1], 4).astype(np.int64))
+    network = Stripes()
+    return sigma.training.Trainer(
+        network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.0),
+        sigma.data.MinibatchIterator(data, batch_size=4, seed=0,
+                                     transform=sigma.data.Normalise(mean=0.0, std=255.0)))
+
+
+def _draw_with_mouse(qtbot, canvas, points):
+    qtbot.mousePress(canvas, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(*points[0]))
+    for point in points[1:]:
+        qtbot.mouseMove(canvas, QtCore.QPoint(*point))
+    qtbot.mouseRelease(canvas, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(*points[-1]))
+
+
+def test_draw_panel_classifies_mouse_strokes_with_a_fixed_model(window, qtbot):
+    trainer = _image_trainer()
+    window.add_connection(connect_trainer(trainer))
+    _settle(window, qtbot)
+    draw = window.draw
+    _draw_with_mouse(qtbot, draw.canvas, [(140, 30 + 20 * i) for i in range(12)])
+    assert draw.predicted == 1 and draw.answer.text() == "1"
+    draw.clear()
+    assert draw.predicted is None and draw.canvas.array().max() == 0
+    _draw_with_mouse(qtbot, draw.canvas, [(30 + 20 * i, 100) for i in range(12)])
+    assert draw.predicted == 0
+
+
+def test_draw_panel_asks_a_running_trainer_between_steps(window, qtbot):
+    trainer = _image_trainer()
+    window.add_connection(connect_trainer(trainer))
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: trainer.position.iteration > 2)
+        window.draw.canvas.draw_stroke([(140, 30), (140, 250)])
+        assert window.draw.predicted is None  # asked as a command; the answer comes with the next records
+        wait_for(lambda: window.draw.predicted is not None, poll=lambda: _settle(window, qtbot, 1))
+        assert window.draw.predicted == 1
+    finally:
+        trainer.stop()
+        thread.join(20)
+
+
+def test_draw_panel_classifies_a_digit_with_a_briefly_trained_mnist_model(window, qtbot, tmp_path):
+    from sigma.training import demo
+    trainer = demo.make_trainer("mlp", sample=True, announce=lambda text: None)
+    trainer.hooks = [h for h in trainer.hooks if type(h).__name__ not in ("ProgressBar", "Checkpoint")]
+    trainer.run(epochs=2)
+    window.add_connection(connect_trainer(trainer))
+    _settle(window, qtbot)
+    _draw_with_mouse(qtbot, window.draw.canvas, [(140, 40 + 20 * i) for i in range(11)])
+    assert window.draw.predicted == 1 and window.draw.probabilities[1] > 0.5
+
+
+def test_predictions_histograms_structure_and_checkpoints_of_an_image_run(window, qtbot, tmp_path):
+    from sigma.training import demo
+    trainer = demo.make_trainer("mlp", sample=True, checkpoint_every=5, announce=lambda text: None)
+    trainer.hooks = [h for h in trainer.hooks if type(h).__name__ != "ProgressBar"]
+    trainer.attach_run_directory(tmp_path / "mnist")
+    window.add_connection(connect_trainer(trainer))
+    trainer.run(iterations=12)
+    _settle(window, qtbot)
+    predictions = window.current.state.predictions
+    assert len(predictions["images"]) == 16 and np.array(predictions["images"]).shape == (16, 28, 28)
+    boxes = window.predictions.cells
+    wrong = [p != t for p, t in zip(predictions["predicted"], predictions["targets"])]
+    assert len(boxes) == 16 and [box.property("mistaken") for box in boxes] == wrong
+    layers = [window.structure.topLevelItem(0).child(i).text(1) for i in range(5)]
+    assert layers == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
+    window.structure.layer_selected.emit("1")
+    assert window.histograms.parameter.currentText() == "1.weight"
+    bars = window.histograms.bars.opts
+    weights = trainer.network.state_dict()["1.weight"].numpy()
+    assert int(np.sum(bars["height"])) == weights.size
+    names = [window.checkpoints.table.item(r, 0).text() for r in range(window.checkpoints.table.rowCount())]
+    assert "last.h5" in names
+    window.checkpoints.table.selectRow(names.index("last.h5"))
+    dialog = window.checkpoints.open_selected()
+    assert '"iteration": 12' in dialog.findChild(QtWidgets.QPlainTextEdit).toPlainText()
+
+
+def test_layout_is_remembered_between_launches(qtbot, settings):
+    first = MainWindow(settings=settings)
+    qtbot.addWidget(first)
+    first.show()
+    first.docks["Log"].hide()
+    first.close()
+    second = MainWindow(settings=settings)
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.wait(10)
+    assert not second.docks["Log"].isVisible() and second.docks["Control"].isVisible()
+    second.timer.stop()
+
+
+def test_a_million_points_per_series_stay_responsive(window, qtbot):
+    class Static:
+        name = "big"
+
+        def poll(self, limit=None):
+            return []
+
+    connection = RunConnection(Static())
+    state = connection.state
+    count = 1_000_000
+    iterations = np.arange(1, count + 1, dtype=np.float64)
+    loss = 2.0 * np.exp(-iterations / 2e5) + 0.05 * np.random.default_rng(0).normal(size=count)
+    state.series["train/loss"] = series = state.series.get("train/loss") or __import__(
+        "sigma_gui.series", fromlist=["MetricSeries"]).MetricSeries("train/loss")
+    series.extend(iterations, iterations / 1000, iterations * 0.01, loss)
+    state.revision += 1
+    window.add_connection(connection)
+    chart = window.charts.charts["train/loss"]
+    started = time.perf_counter()
+    window.refresh()
+    chart.plot_widget.grab()
+    first_frame = time.perf_counter() - started
+    series.append(count + 1, count / 1000, count * 0.01, 0.1)  # one more point: only the tail is smoothed
+    started = time.perf_counter()
+    window.refresh()
+    chart.plot_widget.grab()
+    next_frame = time.perf_counter() - started
+    assert len(chart.lines[("big", "train/loss")].raw.xData) == count + 1
+    assert first_frame < 3.0 and next_frame < 0.5, (first_frame, next_frame)
+    print(f"1,000,001 points: first frame {first_frame:.3f} s, next frame {next_frame:.3f} s")
