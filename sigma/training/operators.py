@@ -8,7 +8,8 @@ one worker, in the trainer's thread, on the network's own device.
 Operators that spread a step over several CPU workers, GPUs or MPI ranks
 implement the same :class:`Operator` interface (their merge is gradient
 all-reduce or model averaging); the trainer, hooks and checkpoints do not
-change for them.
+change for them: :class:`MultiWorker` (threads on one device) and
+:class:`MPI` (one rank per process, on one machine or many).
 
 Example:
     >>> import sigma, sigma.optim
@@ -176,6 +177,14 @@ class Operator:
     def teardown(self) -> None:
         """Release workers' resources at the end of a run (threads, processes)."""
 
+    def end_epoch(self) -> None:
+        """Called by the trainer when an epoch ends, before the hooks run (model averaging syncs here)."""
+
+    @property
+    def writes_output(self) -> bool:
+        """Whether this process shows progress and writes files (false on MPI ranks other than 0)."""
+        return True
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
@@ -198,3 +207,9 @@ class Inline(Operator):
 
     def train_step(self, batch: Any) -> Dict[str, Any]:
         return self.workers[0].train_step(batch)
+
+
+# Defined in their own modules, which build on the classes above.
+from sigma.training.data_parallel import GradientAllReduce, ModelAveraging  # noqa: E402
+from sigma.training.multiworker import MultiWorker  # noqa: E402
+from sigma.training.mpi_operator import MPI  # noqa: E402

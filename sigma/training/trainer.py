@@ -214,15 +214,23 @@ class Trainer:
             self._averagers.append(averager)
         return averager
 
-    def attach_run_directory(self, run: Any) -> RunDirectory:
-        """Write the event log and run description into ``run`` (a RunDirectory or a path)."""
+    def attach_run_directory(self, run: Any) -> Optional[RunDirectory]:
+        """Write the event log and run description into ``run`` (a RunDirectory or a path).
+
+        Does nothing (returns ``None``) in a process whose operator does not write output (MPI ranks but 0).
+        """
         from sigma.monitors import RunLog
+        if not self.operator.writes_output:  # only one rank of a distributed run owns the run directory
+            return None
         self.run_directory = _as_run_directory(run)
         if not any(isinstance(h, RunLog) for h in self.hooks):
             self.add_hook(RunLog())
         return self.run_directory
 
     def _active_hooks(self) -> List[Hook]:
+        if not self.operator.writes_output:  # an MPI rank other than 0: no files, no progress bar
+            from sigma.monitors import ProgressBar
+            return [h for h in self.hooks if not h.writes_files and not isinstance(h, ProgressBar)]
         if self.fast_dev_run:
             return [h for h in self.hooks if not h.writes_files]
         return self.hooks
@@ -452,6 +460,7 @@ class Trainer:
         if batch is None:
             position.epoch += 1
             position.iteration_in_epoch = 0
+            self.operator.end_epoch()
             self.observation = Observation(self._averagers)
             return Moment("epoch", position, True, self.observation)
         if self._input_shape is None:
@@ -470,6 +479,7 @@ class Trainer:
             position.epoch += 1
             position.iteration_in_epoch = 0
             self._drop_epoch_iterator()
+            self.operator.end_epoch()
         return Moment("iteration", position, epoch_ended, observation)
 
     def _drop_epoch_iterator(self) -> None:

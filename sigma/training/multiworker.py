@@ -1,0 +1,175 @@
+"""``MultiWorker(n)``: several workers in one process, one thread each, on one device.
+
+Threads rather than processes: numpy's matrix products release the GIL, so
+workers' BLAS calls run at the same time, the parameters are shared without
+copying, and nothing is pickled. ``benchmarks/scaling.py`` compares them
+with processes (MPI ranks); see ``docs/scaling.md``.
+
+Example:
+    >>> import sigma, sigma.optim
+    >>> from sigma import nn
+    >>> from sigma.training.multiworker import MultiWorker
+    >>> network = nn.Linear(3, 2)
+    >>> operator = MultiWorker(2)
+    >>> operator.setup(network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.1))
+    >>> report = operator.train_step({"inputs": sigma.randn(6, 3), "targets": sigma.tensor([0, 1, 1, 0, 1, 0])})
+    >>> report["batch_size"], sorted(report)
+    (6, ['batch_size', 'train/accuracy', 'train/loss'])
+    >>> operator.teardown()
+"""
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from sigma.distributed import CommunicationError, LocalGroup
+from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
+                                          average_parameters, gradient_step, local_step, merge_strategy,
+                                          take_shard)
+from sigma.training.operators import Operator, Worker
+
+
+class MultiWorker(Operator):
+    """``workers`` replicas of the model in threads of this process; each step splits the batch among them.
+
+    Args:
+        workers: how many workers (threads); the batch is cut into this many contiguous shards.
+        merge: ``"all_reduce"`` (default: gradients summed over the shards, then one update: the
+            same result as one worker on the whole batch), ``"average"`` (each worker updates on its
+            own; parameters averaged at every epoch end) or ``ModelAveraging(every=n)`` (every ``n``
+            iterations).
+        timeout: seconds a worker waits for the others before the step fails.
+
+    Worker 0 is the trainer's own network and optimiser (what hooks and
+    checkpoints see). With all-reduce the other workers share its parameter
+    arrays and only worker 0 updates them; with averaging each worker has
+    its own copy and optimiser. Each worker draws random numbers (dropout)
+    from its own stream, seeded each step from the backend's stream.
+    """
+
+    def __init__(self, workers: int = 2, merge: Union[str, GradientAllReduce, ModelAveraging] = "all_reduce",
+                 timeout: Optional[float] = 600.0):
+        if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+            raise ValueError(f"MultiWorker: workers must be a whole number >= 1, got {workers!r}")
+        self.count = workers
+        self.merge = merge_strategy(merge)
+        self.timeout = timeout
+        self.workers: List[Worker] = []
+        self.since_average = 0
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def setup(self, network, loss: Callable, optimiser, backend=None,
+              gradient_clip: Optional[float] = None) -> None:
+        primary = Worker(network, loss, optimiser, backend, gradient_clip)
+        if primary.forward_only and isinstance(self.merge, GradientAllReduce):
+            raise ValueError(f"MultiWorker: {type(optimiser).__name__} is forward-only and makes no gradients to "
+                             "all-reduce; use merge='average' (or ModelAveraging(every=n))")
+        self.workers = [primary]
+        for _ in range(self.count - 1):
+            replica_network, replica_optimiser = copy.deepcopy((network, optimiser))
+            self.workers.append(Worker(replica_network, loss, replica_optimiser, primary.backend, gradient_clip))
+        self.group = LocalGroup(self.count, timeout=self.timeout)
+        self.flats = [FlatBuffer(worker.network) for worker in self.workers]
+        self.since_average = 0
+
+    @property
+    def _shares_parameters(self) -> bool:
+        return isinstance(self.merge, GradientAllReduce)
+
+    def _share_parameters(self, index: int) -> None:
+        # Re-pointed every step: cheap, and right even if the optimiser replaced an array.
+        for mine, primary in zip(self.flats[index].parameters, self.flats[0].parameters):
+            mine.data = primary.data
+
+    def _run_all(self, task: Callable[[int], Any]) -> List[Any]:
+        """``task(index)`` for every worker at once (worker 0 in this thread); the first real error wins."""
+        if self._pool is None and self.count > 1:
+            self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="sigma-worker")
+
+        def guarded(index: int) -> Any:
+            try:
+                return task(index)
+            except CommunicationError:
+                raise
+            except BaseException as error:
+                self.group.abort(f"worker {index} failed with {type(error).__name__}: {error}")
+                raise
+
+        futures = [self._pool.submit(guarded, index) for index in range(1, self.count)]
+        results, errors = [None] * self.count, []
+        try:
+            results[0] = guarded(0)
+        except BaseException as error:
+            errors.append(error)
+        for index, future in enumerate(futures, start=1):
+            try:
+                results[index] = future.result()
+            except BaseException as error:
+                errors.append(error)
+        if errors:
+            self.group.reset()
+            real = [error for error in errors if not isinstance(error, CommunicationError)]
+            raise (real or errors)[0]
+        return results
+
+    def train_step(self, batch: Any) -> Dict[str, Any]:
+        backend = self.workers[0].backend
+        streams = WorkerStreams.install(backend)
+        step_streams = streams.for_step(self.count)
+        average = isinstance(self.merge, ModelAveraging)
+        self.since_average += 1
+        due = average and self.merge.due(self.since_average)
+
+        def task(index: int) -> Dict[str, Any]:
+            worker, flat, communicator = self.workers[index], self.flats[index], self.group.communicators[index]
+            shard = take_shard(batch, index, self.count)
+            with streams.using(step_streams[index]):
+                if not average:
+                    if index > 0:
+                        self._share_parameters(index)
+                    return gradient_step(worker, shard, communicator, flat, update=index == 0)
+                report = local_step(worker, shard, communicator, flat)
+                if due:
+                    average_parameters(communicator, flat)
+                return report
+
+        report = self._run_all(task)[0]
+        if due:
+            self.since_average = 0
+        return report
+
+    def average(self) -> None:
+        """Average the workers' parameters now (model averaging; nothing to do with all-reduce)."""
+        if isinstance(self.merge, ModelAveraging) and self.count > 1:
+            self._run_all(lambda index: average_parameters(self.group.communicators[index], self.flats[index]))
+        self.since_average = 0
+
+    def end_epoch(self) -> None:
+        if isinstance(self.merge, ModelAveraging) and self.merge.every == "epoch":
+            self.average()
+
+    def teardown(self) -> None:
+        if isinstance(self.merge, ModelAveraging) and self.since_average and self.workers:
+            self.average()  # the trainer's network (worker 0) ends as the average
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self.workers:
+            WorkerStreams.uninstall(self.workers[0].backend)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"workers": self.count, "merge": repr(self.merge), "since_average": self.since_average}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        # Restored weights are worker 0's; the others start from them, wherever the checkpoint came from.
+        self.since_average = 0
+        for flat in self.flats[1:]:
+            for mine, primary in zip(flat.parameters + flat.buffers, self.flats[0].parameters + self.flats[0].buffers):
+                mine.data[...] = primary.data
+        if not isinstance(self.merge, GradientAllReduce):
+            for worker in self.workers[1:]:
+                worker.optimiser.load_state_dict(self.workers[0].optimiser.state_dict())
+
+    def describe(self) -> str:
+        return f"MultiWorker({self.count}, merge={self.merge!r})"
