@@ -35,7 +35,7 @@ def mpi_available() -> bool:
 
 def launched_by_mpi() -> bool:
     """True in a process started by ``mpirun``/``mpiexec``/``srun`` as part of a job of several ranks."""
-    for variable in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
+    for variable in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_NUM_TASKS"):
         value = os.environ.get(variable)
         if value is not None and value.isdigit() and int(value) > 1:
             return True
