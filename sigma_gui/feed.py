@@ -254,7 +254,7 @@ def describe_trainer(trainer) -> Dict[str, Any]:
             "status": "running", "batches_per_epoch": trainer.position.batches_per_epoch,
             "optimiser": {"type": type(trainer.optimiser).__name__, "param_groups": hyperparameters(trainer.optimiser)},
             "operator": trainer.operator.describe(), "run_directory": None if trainer.run_directory is None
-            else str(trainer.run_directory.path), "elapsed": trainer.elapsed,
+            else str(trainer.run_directory.path), "elapsed_before_run": trainer.elapsed,
             "samples_seen": trainer.samples_seen, "target_iterations": trainer.target_iterations}
 
 

@@ -76,6 +76,7 @@ class RunState:
         self.started_at: Optional[float] = None  # wall time the current stretch of training started
         self.elapsed_before = 0.0  # seconds trained in earlier stretches (runs before a restore, ...)
         self.last_time: Optional[float] = None
+        self.recorded_elapsed = 0.0
         self.unreadable = 0
 
     # -- derived values -------------------------------------------------------------------
@@ -91,7 +92,8 @@ class RunState:
     def elapsed(self, now: Optional[float] = None) -> float:
         """Wall seconds of training so far (pauses included; time between runs not)."""
         if self.started_at is None:
-            return self.elapsed_before
+            # A run whose start records were not seen (or a restored one) has its total in run.json.
+            return max(self.elapsed_before, self.recorded_elapsed)
         end = (now if now is not None else clock.time()) if self.live else (self.last_time or self.started_at)
         return self.elapsed_before + max(0.0, end - self.started_at)
 
@@ -153,8 +155,10 @@ class RunState:
             self.hyperparameters = [dict(group) for group in optimiser["param_groups"]]
         if isinstance(record.get("network"), dict):
             self.network = record["network"]
-        if self.started_at is None and isinstance(record.get("elapsed"), (int, float)):
-            self.elapsed_before = float(record["elapsed"])
+        if isinstance(record.get("elapsed_before_run"), (int, float)):  # in process: earlier runs' time
+            self.elapsed_before = float(record["elapsed_before_run"])
+        if isinstance(record.get("elapsed"), (int, float)):  # run.json of an ended run: its total
+            self.recorded_elapsed = float(record["elapsed"])
 
     def _on_network(self, record: Mapping[str, Any]) -> None:
         if isinstance(record.get("description"), dict):

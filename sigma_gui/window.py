@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 from typing import Dict, List, Optional
 
 from PyQt6 import QtCore, QtGui, QtWidgets
@@ -31,7 +32,15 @@ from sigma_gui.panels.structure import HistogramPanel, StructurePanel
 from sigma_gui.sources import RunSourceError
 from sigma_gui.style import run_colour
 
-REFRESH_HZ = 20
+REFRESH_HZ = 10
+# While a run trains, charts are redrawn at most once a chart interval. Drawing axes and curves is Python work
+# on the GUI thread that competes with the training thread for the interpreter and the cores, so the interval
+# adapts: every few seconds the GUI thread's own CPU time is measured, and the interval grows when the GUI used
+# more than GUI_CPU_TARGET of a core, and shrinks back (to CHART_INTERVAL) when it used less.
+CHART_INTERVAL = 0.5
+MAX_CHART_INTERVAL = 10.0
+GUI_CPU_TARGET = 0.03
+GOVERNOR_PERIOD = 2.0
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied
 
@@ -39,8 +48,13 @@ LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layo
 class MainWindow(QtWidgets.QMainWindow):
     """Sigma's monitor window. ``settings``: where the layout is remembered (default: the user's QSettings)."""
 
-    def __init__(self, settings: Optional[QtCore.QSettings] = None, refresh_hz: float = REFRESH_HZ):
+    def __init__(self, settings: Optional[QtCore.QSettings] = None, refresh_hz: float = REFRESH_HZ,
+                 chart_interval: float = CHART_INTERVAL):
         super().__init__()
+        self.chart_interval = self.minimum_chart_interval = chart_interval
+        self.gui_cpu_share = 0.0  # the GUI thread's CPU seconds per second, over the last governor period
+        self._charts_drawn_at = -float("inf")
+        self._governor_started = (time.monotonic(), time.thread_time())
         self.setWindowTitle("Sigma")
         self.resize(1280, 860)
         self.settings = settings if settings is not None else QtCore.QSettings(SETTINGS_ORGANISATION,
@@ -87,7 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.restore_layout()
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(int(1000 / refresh_hz))
-        self.timer.timeout.connect(self.refresh)
+        self.timer.timeout.connect(lambda: self.refresh(force_charts=False))
         self.timer.start()
 
     # -- building ------------------------------------------------------------------------------------------
@@ -196,23 +210,45 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.show_error("Run no longer readable", f"{connection.name}: {error}")
         return arrived
 
-    def refresh(self) -> None:
-        """Poll the runs and bring every panel up to date (the timer calls this)."""
+    def refresh(self, force_charts: bool = True) -> None:
+        """Poll the runs and bring every panel up to date. The timer calls this with ``force_charts=False``:
+        the charts and histograms are then redrawn at most once a ``chart_interval`` while a run trains."""
         self.poll()
         connections = self.connections
         current = self.current
-        self.charts.refresh(connections)
-        self.accuracy.refresh(connections)
+        now = time.monotonic()
+        training = any(c.state.live for c in connections)
+        if force_charts or not training or now - self._charts_drawn_at >= self.chart_interval:
+            self._charts_drawn_at = now
+            self.charts.refresh(connections)
+            self.accuracy.refresh(connections)
+            self.histograms.refresh(current)
+        if not force_charts:
+            self._govern(training, now)
         self.control.refresh(current)
         self.hyperparameters.refresh(current)
         self.structure.refresh(current)
-        self.histograms.refresh(current)
         self.predictions.refresh(current)
         self.draw.refresh(current)
         self.checkpoints.refresh(current)
         self.log.refresh(connections)
         if current is not None:
             self.setWindowTitle(f"Sigma — {current.name} ({current.state.status})")
+
+    def _govern(self, training: bool, now: float) -> None:
+        """Adapt ``chart_interval`` so that the GUI thread uses about GUI_CPU_TARGET of a core while training."""
+        started_wall, started_cpu = self._governor_started
+        if now - started_wall < GOVERNOR_PERIOD:
+            return
+        cpu = time.thread_time()
+        self.gui_cpu_share = (cpu - started_cpu) / (now - started_wall)
+        self._governor_started = (now, cpu)
+        if training:
+            factor = min(2.0, max(0.5, self.gui_cpu_share / GUI_CPU_TARGET))
+            self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval,
+                                                              self.chart_interval * factor))
+        else:
+            self.chart_interval = self.minimum_chart_interval
 
     def _layer_selected(self, layer: str) -> None:
         self.histograms.select_layer(layer)

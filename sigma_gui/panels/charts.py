@@ -125,7 +125,9 @@ class MetricChart(QtWidgets.QWidget):
                     colour = run_colour(index if not self._several_keys else len(self.lines))
                     line = self.lines[(connection.name, key)] = _Line(self.plot, colour, label)
                     if self.legend is None and (len(connections) > 1 or self._several_keys):
-                        self.legend = self.plot.addLegend(offset=(-5, 5))
+                        # Accuracies climb: their legend goes where the curves are not, at the bottom.
+                        corner = (-5, -5) if "accuracy" in "".join(self.patterns) else (-5, 5)
+                        self.legend = self.plot.addLegend(offset=corner)
                         self.legend.addItem(line.smoothed, label)
                     elif self.legend is not None:
                         self.legend.addItem(line.smoothed, label)
@@ -163,17 +165,18 @@ class MetricChart(QtWidgets.QWidget):
         values += [line.raw.yData for line in self.lines.values()
                    if line.raw.isVisible() and line.raw.yData is not None]
         values = [v for v in values if len(v)]
-        if sum(len(v) for v in values) < 50:  # too few points for outliers to mean anything
-            self.plot.enableAutoRange(axis="y")
+        if not values:
             return
         # Quantiles of a large series cost; a strided sample gives the same range to the eye.
         sample = np.concatenate([v[:: max(1, len(v) // 20000)] for v in values])
-        low, high = clipped_range(sample)
+        # With few points (evaluations once an epoch) none is an outlier; the range still pads a lone value.
+        quantile = 0.01 if len(sample) >= 50 else 0.0
         if self.settings.log_y:
-            positive = sample[sample > 0]
-            if not len(positive):
+            sample = sample[sample > 0]
+            if not len(sample):
                 return
-            low, high = clipped_range(np.log10(positive))
+            sample = np.log10(sample)
+        low, high = clipped_range(sample, quantile)
         self.plot.setYRange(low, high, padding=0)
         self.plot.enableAutoRange(axis="x")
 
@@ -316,7 +319,8 @@ class ChartsPanel(QtWidgets.QWidget):
                     self.charts[key] = MetricChart(key, [key], self.settings)
             self._layout_charts()
         for chart in self.charts.values():
-            if chart.isVisibleTo(self) or not chart.lines:
+            # Charts scrolled out of sight or filtered away wait until they are seen again.
+            if not chart.lines or (chart.isVisibleTo(self) and not chart.visibleRegion().isEmpty()):
                 chart.refresh(connections)
 
     def _layout_charts(self) -> None:

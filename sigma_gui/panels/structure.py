@@ -140,7 +140,11 @@ class HistogramPanel(QtWidgets.QWidget):
         if not entries:
             for line in self.lines:
                 line.setData([], [])
+            self.latest_plot.setTitle("no histograms: runs in this process and runs with "
+                                      "sigma_gui.attach_remote send them" if not self.history() else
+                                      f"no {kind} yet")
             return
+        self.latest_plot.setTitle(f"{kind} at iteration {entries[-1].get('iteration')}")
         newest = entries[-1][kind]
         edges, counts = np.asarray(newest["edges"]), np.asarray(newest["counts"])
         self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts, brush="#56B4E9", pen=None)
