@@ -37,8 +37,9 @@ def make_batches(global_batch: int, count: int = 8):
              "targets": sigma.tensor(rng.integers(0, 10, global_batch))} for _ in range(count)]
 
 
-def samples_per_second(operator, global_batch: int, steps: int, repeats: int) -> float:
-    """Median samples/s over ``repeats`` runs of ``steps`` training steps (after 5 warm-up steps)."""
+def samples_per_second(operator, global_batch: int, steps: int, repeats: int):
+    """Median samples/s over ``repeats`` runs of ``steps`` training steps (after 5 warm-up steps), and the
+    cores the process kept busy (CPU seconds over wall seconds: 2.0 is both cores of this machine)."""
     import sigma
     import sigma.optim
     from sigma import nn
@@ -48,14 +49,16 @@ def samples_per_second(operator, global_batch: int, steps: int, repeats: int) ->
     batches = make_batches(global_batch)
     for step in range(5):
         operator.train_step(batches[step % len(batches)])
-    rates = []
+    rates, busy = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for step in range(steps):
             operator.train_step(batches[step % len(batches)])
-        rates.append(steps * global_batch / (time.perf_counter() - started))
+        wall = time.perf_counter() - started
+        rates.append(steps * global_batch / wall)
+        busy.append((time.process_time() - cpu_started) / wall)
     operator.teardown()
-    return float(np.median(rates))
+    return float(np.median(rates)), float(np.median(busy))
 
 
 class TimedCommunicator:
@@ -87,7 +90,7 @@ def mpi_rank_main(steps: int, repeats: int) -> None:
     timed = TimedCommunicator(communicator)
     operator = MPI(communicator=timed)
     global_batch = PER_WORKER_BATCH * communicator.size
-    rate = samples_per_second(operator, global_batch, steps, repeats)
+    rate, busy = samples_per_second(operator, global_batch, steps, repeats)
     step_seconds = global_batch / rate
     in_all_reduce = timed.seconds / timed.calls
     # The same buffer reduced back to back after a barrier: the transfer alone, without waiting for a slower rank.
@@ -97,10 +100,10 @@ def mpi_rank_main(steps: int, repeats: int) -> None:
     for _ in range(50):
         communicator.all_reduce(buffer)
     transfer = (time.perf_counter() - started) / 50
-    results = communicator.gather({"rate": rate, "step": step_seconds, "in_all_reduce": in_all_reduce,
+    results = communicator.gather({"rate": rate, "busy": busy, "step": step_seconds, "in_all_reduce": in_all_reduce,
                                    "transfer": transfer, "bytes": int(buffer.nbytes)})
     if communicator.rank == 0:
-        print("RESULT " + json.dumps(results[0]), flush=True)
+        print("RESULT " + json.dumps({**results[0], "busy": sum(r["busy"] for r in results)}), flush=True)
 
 
 def run_mpi(ranks: int, steps: int, repeats: int):
@@ -129,23 +132,25 @@ def main() -> None:
     from sigma.training.operators import Inline, MultiWorker
 
     rows = []
+
+    def row(name, batch, rate, busy):
+        rows.append([name, batch, f"{rate:,.0f}", f"{rate / one:.2f}x", f"{busy:.2f}"])
+
     with threadpool_limits(1):
-        one = samples_per_second(Inline(), PER_WORKER_BATCH, options.steps, options.repeats)
-        rows.append(["Inline, 1 BLAS thread", PER_WORKER_BATCH, f"{one:,.0f}", "1.00x"])
-        two = samples_per_second(MultiWorker(2), 2 * PER_WORKER_BATCH, options.steps, options.repeats)
-        rows.append(["MultiWorker(2) threads, 1 BLAS thread each", 2 * PER_WORKER_BATCH, f"{two:,.0f}",
-                     f"{two / one:.2f}x"])
+        one, busy = samples_per_second(Inline(), PER_WORKER_BATCH, options.steps, options.repeats)
+        row("Inline, 1 BLAS thread", PER_WORKER_BATCH, one, busy)
+        row("MultiWorker(2) threads, 1 BLAS thread each", 2 * PER_WORKER_BATCH,
+            *samples_per_second(MultiWorker(2), 2 * PER_WORKER_BATCH, options.steps, options.repeats))
     with threadpool_limits(2):
         for batch in (PER_WORKER_BATCH, 2 * PER_WORKER_BATCH):
-            both = samples_per_second(Inline(), batch, options.steps, options.repeats)
-            rows.append([f"Inline, 2 BLAS threads", batch, f"{both:,.0f}", f"{both / one:.2f}x"])
+            row("Inline, 2 BLAS threads", batch, *samples_per_second(Inline(), batch, options.steps, options.repeats))
     mpi = None
     if not options.no_mpi and shutil.which("mpirun"):
         mpi = run_mpi(2, options.steps, options.repeats)
-        rows.append(["MPI 2 ranks (processes), 1 BLAS thread each", 2 * PER_WORKER_BATCH, f"{mpi['rate']:,.0f}",
-                     f"{mpi['rate'] / one:.2f}x"])
-    print(f"Large MLP 784-512-512-10, Adam, {PER_WORKER_BATCH} samples per worker per step; {machine()}\n")
-    print(table(["configuration", "global batch", "samples/s", "vs 1 worker, 1 thread"], rows))
+        row("MPI 2 ranks (processes), 1 BLAS thread each", 2 * PER_WORKER_BATCH, mpi["rate"], mpi["busy"])
+    print(f"Large MLP 784-512-512-10, Adam, {PER_WORKER_BATCH} samples per worker per step; {machine()}; "
+          f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print(table(["configuration", "global batch", "samples/s", "vs 1 worker, 1 thread", "cores busy"], rows))
     if mpi:
         print(f"\nMPI, 2 ranks: step {mpi['step'] * 1e3:.1f} ms; all_reduce of {mpi['bytes'] / 1e6:.2f} MB "
               f"{mpi['in_all_reduce'] * 1e3:.2f} ms per step inside training "

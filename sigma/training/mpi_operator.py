@@ -11,18 +11,19 @@ and the run directory (the trainer asks :attr:`MPI.writes_output`); the
 hooks that decide things (evaluation, early stopping, schedules) run on
 every rank, so every rank decides alike.
 
-Example (a job of one rank when started without ``mpirun``):
+Example (a group of one, so that it runs without ``mpirun``; under ``mpirun`` write ``MPI()``, which
+uses ``MPI.COMM_WORLD``):
     >>> import sigma, sigma.optim
     >>> from sigma import nn
-    >>> from sigma.distributed import mpi_available
+    >>> from sigma.distributed import SingleProcess
     >>> from sigma.training.operators import MPI
-    >>> if mpi_available():
-    ...     network = nn.Linear(3, 2)
-    ...     operator = MPI()
-    ...     operator.setup(network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.1))
-    ...     report = operator.train_step({"inputs": sigma.randn(4, 3), "targets": sigma.tensor([0, 1, 1, 0])})
-    ...     assert report["batch_size"] == 4 and operator.writes_output
-    ...     operator.teardown()
+    >>> network = nn.Linear(3, 2)
+    >>> operator = MPI(communicator=SingleProcess(), abort_on_error=False)
+    >>> operator.setup(network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.1))
+    >>> report = operator.train_step({"inputs": sigma.randn(4, 3), "targets": sigma.tensor([0, 1, 1, 0])})
+    >>> report["batch_size"], operator.writes_output, operator.describe()
+    (4, True, 'MPI(ranks=1, merge=GradientAllReduce())')
+    >>> operator.teardown()
 """
 from __future__ import annotations
 
