@@ -16,6 +16,7 @@ Example (a script)::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from typing import Any, Dict, Optional, Sequence
@@ -82,6 +83,23 @@ def run_with_gui(trainer, close_when_done: bool = False, **run_arguments: Any):
     return thread.result
 
 
+def display_problem(environment=None, platform: str = sys.platform) -> str:
+    """Why no window can open here ('' if one can): Qt aborts the process instead of raising, so ask first.
+
+    Example:
+        >>> from sigma_gui.app import display_problem
+        >>> display_problem({"DISPLAY": ":0"}, "linux"), "xvfb-run" in display_problem({}, "linux")
+        ('', True)
+    """
+    environment = os.environ if environment is None else environment
+    if environment.get("QT_QPA_PLATFORM") or not platform.startswith("linux"):
+        return ""
+    if environment.get("DISPLAY") or environment.get("WAYLAND_DISPLAY"):
+        return ""
+    return ("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set): run it in a desktop "
+            "session, under xvfb-run, or with QT_QPA_PLATFORM=offscreen")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sigma gui", description="Watch and drive Sigma training runs.")
     parser.add_argument("runs", nargs="*", help="run directories to open (live or finished), e.g. runs/demo-mlp")
@@ -91,11 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``sigma gui [RUN_DIR ...]``: open the runs side by side; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        app = application()
-    except Exception as error:  # no display, no Qt platform plugin
-        print(f"sigma gui: cannot start the window: {error}", file=sys.stderr)
+    problem = display_problem()
+    if problem:
+        print(f"sigma gui: {problem}", file=sys.stderr)
         return 1
+    app = application()
     from sigma_gui.window import MainWindow
     window = MainWindow()
     for path in args.runs:

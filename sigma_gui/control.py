@@ -202,7 +202,7 @@ class RemoteControl:
             details = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ControlError(f"{self.path.parent} has no {CONTROL_FILE}: the run is not training now, or it was "
-                               "started without sigma_gui.attach_remote (sigma train --gui-control)") from None
+                               "started without sigma_gui.attach_remote(trainer)") from None
         except PermissionError:
             raise ControlError(f"{self.path} is not readable by this user: only the run's owner may drive it") \
                 from None

@@ -30,7 +30,7 @@ import pathlib
 import queue
 from typing import Any, Dict, List, Optional
 
-from sigma.io.run_directory import DESCRIPTION_FILE, EVENTS_FILE, RunDirectory, RunDirectoryError
+from sigma.io.run_directory import RunDirectory, RunDirectoryError
 
 # Bytes of event log parsed per poll: about 25,000 metric records, well under a frame's worth of work per
 # second at 20 polls a second, so a long finished run streams in over a few seconds with the window alive.
@@ -186,5 +186,4 @@ class QueueSource:
         return records
 
 
-__all__ = ["RunSourceError", "RunDirectorySource", "QueueSource", "open_run_directory", "DESCRIPTION_FILE",
-           "EVENTS_FILE"]
+__all__ = ["RunSourceError", "RunDirectorySource", "QueueSource", "open_run_directory"]

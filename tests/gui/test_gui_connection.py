@@ -223,3 +223,27 @@ def test_drawing_becomes_a_centred_mnist_style_digit():
     assert to_digit_image(np.zeros((50, 50))).sum() == 0
     with pytest.raises(ValueError, match="2-d array"):
         to_digit_image(np.zeros(5))
+
+
+def test_restore_checkpoint_command_rewinds_a_live_run(tmp_path):
+    trainer = blobs_trainer(run_directory=tmp_path / "rewind")
+    connection = connect_trainer(trainer)
+    trainer.run(iterations=3)
+    checkpoint = trainer.save_checkpoint(tmp_path / "at-3.h5")
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: trainer.position.iteration > 10)
+        connection.send("pause")
+        wait_for(lambda: trainer.paused)
+        connection.send("restore_checkpoint", path=str(checkpoint))
+        wait_for(lambda: trainer.position.iteration == 3)
+        connection.send("step", count=2)
+        wait_for(lambda: trainer.position.iteration == 5)
+    finally:
+        trainer.stop()
+        thread.join(20)
+    while connection.poll():
+        pass
+    iterations = connection.state.series["train/loss"].iterations
+    assert iterations[-1] == 5 and np.all(np.diff(iterations) > 0)  # the abandoned stretch is gone
+    assert any("restored" in line.text and "at-3.h5" in line.text for line in connection.state.log)

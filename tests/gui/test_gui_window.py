@@ -16,7 +16,7 @@ from sigma import nn  # noqa: E402
 from sigma.io import RunDirectory, read_events  # noqa: E402
 from sigma_gui import attach_remote, connect_trainer  # noqa: E402
 from sigma_gui.connection import RunConnection  # noqa: E402
-from sigma_gui.run_state import RunState  # noqa: E402
+from sigma_gui.series import MetricSeries  # noqa: E402
 from sigma_gui.window import MainWindow  # noqa: E402
 
 
@@ -330,8 +330,7 @@ def test_a_million_points_per_series_stay_responsive(window, qtbot):
     count = 1_000_000
     iterations = np.arange(1, count + 1, dtype=np.float64)
     loss = 2.0 * np.exp(-iterations / 2e5) + 0.05 * np.random.default_rng(0).normal(size=count)
-    state.series["train/loss"] = series = state.series.get("train/loss") or __import__(
-        "sigma_gui.series", fromlist=["MetricSeries"]).MetricSeries("train/loss")
+    state.series["train/loss"] = series = MetricSeries("train/loss")
     series.extend(iterations, iterations / 1000, iterations * 0.01, loss)
     state.revision += 1
     window.add_connection(connection)
