@@ -84,13 +84,14 @@ class LocalCommunicator(Communicator):
                     f"worker {self.rank} one of shape {buffer.shape} and dtype {buffer.dtype}")
         start = buffer.size * self.rank // self.size
         stop = buffer.size * (self.rank + 1) // self.size
-        if stop > start:
-            total = buffers[0][start:stop].copy()
+        if stop > start and self.size > 1:
+            # Summed in rank order into member 0's slice (only this member touches slice `rank` now).
+            total = buffers[0][start:stop]
             for other in buffers[1:]:
                 total += other[start:stop]
             if op == "mean":
                 total /= self.size
-            for other in buffers:
+            for other in buffers[1:]:
                 other[start:stop] = total
         self.group._wait(self.rank)
         return buffer

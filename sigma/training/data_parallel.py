@@ -134,26 +134,26 @@ class FlatBuffer:
 
     def pack_gradients(self, weight: float) -> None:
         """Gradients times ``weight`` (a shard's sample count), and floating buffers times ``weight``."""
+        xp = self.backend.xp
         for tensor, view, is_parameter in self._views():
-            if is_parameter:
-                if tensor.grad is None or weight == 0:
-                    view[...] = 0
-                else:
-                    view[...] = tensor.grad.data.reshape(-1)
-                    view *= weight
+            source = tensor.grad if is_parameter else tensor
+            if source is None or weight == 0:
+                view[...] = 0
             else:
-                view[...] = tensor.data.reshape(-1)
-                view *= weight
+                # One pass straight into the buffer. Weight gradients come out of backward column-major;
+                # laying them out row-major here spares the optimiser's kernel its own contiguous copy.
+                xp.multiply(source.data, weight, out=view.reshape(source.data.shape))
 
     def unpack_gradients(self, scale: float, gradients: bool = True) -> None:
-        """Set gradients (if ``gradients``) and floating buffers to the buffer's values times ``scale``."""
+        """Scale the buffer by ``scale``; gradients (if ``gradients``) become views of it, and floating
+        buffers take its values. The views stay valid until the next packing."""
+        self.array[:self.values] *= scale
         for tensor, view, is_parameter in self._views():
             if is_parameter:
                 if gradients:
-                    tensor.grad = Tensor((view * scale).reshape(tensor.data.shape).astype(tensor.data.dtype),
-                                         device=tensor.backend)
+                    tensor.grad = Tensor(view.reshape(tensor.data.shape), device=tensor.backend)
             else:
-                tensor.data[...] = (view * scale).reshape(tensor.data.shape)
+                tensor.data[...] = view.reshape(tensor.data.shape)
 
     def pack_values(self) -> None:
         """Parameters and floating buffers, as they are."""
