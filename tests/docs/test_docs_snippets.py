@@ -11,6 +11,9 @@ import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 GUIDES = sorted(p for p in DOCS.glob("*.md"))
+# A guide is read by people: its code should finish in well under a minute, and a hung one must not
+# hold the suite for ten.
+TIME_LIMIT_SECONDS = 180
 
 
 def python_blocks(text: str):
@@ -25,6 +28,12 @@ def test_guide_code_runs(guide, tmp_path):
     script = tmp_path / f"{guide.stem}_snippets.py"
     script.write_text("\n\n".join(blocks))
     env = dict(os.environ, MPLBACKEND="Agg", QT_QPA_PLATFORM="offscreen")
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+    try:
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=TIME_LIMIT_SECONDS)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stderr or b""  # bytes even with text=True
+        output = output.decode(errors="replace") if isinstance(output, bytes) else output
+        pytest.fail(f"{guide.name}: its code ran longer than {TIME_LIMIT_SECONDS} s (guides should take under "
+                    f"a minute: use small data); its last output:\n{output[-2000:]}")
     assert result.returncode == 0, f"{guide.name}: its code failed:\n{result.stderr[-3000:]}"
