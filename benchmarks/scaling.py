@@ -134,7 +134,7 @@ def main() -> None:
     rows = []
 
     def row(name, batch, rate, busy):
-        rows.append([name, batch, f"{rate:,.0f}", f"{rate / one:.2f}x", f"{busy:.2f}"])
+        rows.append([name, batch, f"{rate:,.0f}", f"{rate / one:.2f}x", f"{busy:.2f}", f"{rate / busy:,.0f}"])
 
     with threadpool_limits(1):
         one, busy = samples_per_second(Inline(), PER_WORKER_BATCH, options.steps, options.repeats)
@@ -150,7 +150,11 @@ def main() -> None:
         row("MPI 2 ranks (processes), 1 BLAS thread each", 2 * PER_WORKER_BATCH, mpi["rate"], mpi["busy"])
     print(f"Large MLP 784-512-512-10, Adam, {PER_WORKER_BATCH} samples per worker per step; {machine()}; "
           f"load average before: {os.getloadavg()[0]:.1f}\n")
-    print(table(["configuration", "global batch", "samples/s", "vs 1 worker, 1 thread", "cores busy"], rows))
+    print(table(["configuration", "global batch", "samples/s", "vs 1 worker, 1 thread", "cores busy",
+                 "samples per CPU-second"], rows))
+    print("\n'cores busy' is CPU seconds over wall seconds (2.00: both cores of a 2-core machine). Below 2 for "
+          "two workers, the machine was shared and the speed-up column measures the sharing, not Sigma; "
+          "samples per CPU-second compares the configurations' efficiency regardless.")
     if mpi:
         print(f"\nMPI, 2 ranks: step {mpi['step'] * 1e3:.1f} ms; all_reduce of {mpi['bytes'] / 1e6:.2f} MB "
               f"{mpi['in_all_reduce'] * 1e3:.2f} ms per step inside training "
