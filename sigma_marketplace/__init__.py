@@ -8,7 +8,9 @@ passes only, and the scores decide the update:
 
 * :class:`MarketplaceV1` keeps the best path's vendors;
 * :class:`MarketplaceV2` composes a descent direction from all paths'
-  z-scored losses.
+  z-scored losses;
+* :class:`ContinualLearner` serves predictions from random paths and
+  learns from the feedback labels.
 
 Both are ordinary ``sigma.optim`` forward optimisers, registered through
 the ``sigma.optimisers`` entry point as ``marketplace-v1`` and
@@ -28,6 +30,7 @@ Example:
     >>> optimiser.last_step.paths.shape      # 4 vendors x 4 vendors
     (16, 2)
 """
+from sigma_marketplace.continual import ContinualLearner
 from sigma_marketplace.deltas import DirectionDeltas, SeedDeltas, draw_seeds, uniform_delta
 from sigma_marketplace.handle import StagedLossHandle, per_sample
 from sigma_marketplace.layers import register_wide_layer
@@ -40,4 +43,4 @@ from sigma_marketplace.wide import path_losses
 
 __all__ = ["MarketplaceV1", "MarketplaceV2", "Marketplace", "StepRecord", "Stages", "Stage", "StagedLossHandle",
            "PathPlan", "SeedDeltas", "DirectionDeltas", "draw_seeds", "uniform_delta", "path_losses", "per_sample",
-           "register_wide_layer"]
+           "register_wide_layer", "ContinualLearner"]

@@ -6,12 +6,13 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
+from sigma.autograd import no_grad
 from sigma.optim import LossHandle
 from sigma.tensor import Tensor
 
 from sigma_marketplace.paths import PathPlan
 from sigma_marketplace.stages import Stages
-from sigma_marketplace.wide import path_losses
+from sigma_marketplace.wide import WidePass, default_chunk_bytes
 
 __all__ = ["StagedLossHandle", "per_sample"]
 
@@ -46,7 +47,10 @@ class StagedLossHandle(LossHandle):
     It is an ordinary :class:`sigma.optim.LossHandle` over the stages'
     parameters (``loss()``, ``evaluate(deltas)`` work for any forward-only
     optimiser), plus :meth:`path_losses`, which evaluates every
-    vendor combination of a :class:`PathPlan` in one wide pass.
+    vendor combination of a :class:`PathPlan` in one wide pass. After a
+    wide pass ``leader_outputs`` holds the outputs of the parameters as they
+    were (path 0), so a training loop can report accuracy without another
+    forward pass.
 
     ``loss`` is a ``sigma.nn`` loss module (mean over the batch) or a
     function ``(outputs, targets) -> per-sample losses``.
@@ -72,6 +76,8 @@ class StagedLossHandle(LossHandle):
             raise ValueError(f"a batch needs as many targets as inputs (at least one): got {self.inputs.shape[0]} "
                              f"inputs and {self.targets.shape[0]} targets")
         self.per_sample_loss = per_sample(loss)
+        # The unperturbed model's outputs on the batch, kept by the last wide pass (for accuracy reports).
+        self.leader_outputs: Optional[Tensor] = None
 
         def mean_loss():
             return self.per_sample_loss(self.stages(self.inputs), self.targets).mean()
@@ -80,8 +86,14 @@ class StagedLossHandle(LossHandle):
 
     def path_losses(self, plan: PathPlan, deltas, chunk_bytes: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(paths, losses)`` of every path in ``plan``; see :func:`sigma_marketplace.wide.path_losses`."""
-        paths, losses = path_losses(self.stages, self.inputs, self.targets, self.per_sample_loss, plan, deltas,
-                                    chunk_bytes)
+        if len(plan.vendors) != len(self.stages):
+            raise ValueError(f"the path plan has {len(plan.vendors)} stage(s), the model {len(self.stages)}")
+        wide = WidePass(self.stages, self.targets, self.per_sample_loss, plan, deltas,
+                        default_chunk_bytes(self.stages.backend) if chunk_bytes is None else chunk_bytes)
+        with no_grad():
+            paths, losses = wide.run(self.inputs.data)
+        if wide.leader_outputs is not None:
+            self.leader_outputs = wide.leader_outputs
         self.evaluations += len(losses)
         return paths, losses
 

@@ -1,19 +1,21 @@
 """Layers run for all vendors of a stage at once.
 
-Inside a stage the activations of V vendors live side by side on the
-channel axis (axis 1): ``(N, V*C, ...)``, vendor-major, where ``N`` counts
-(upstream product, sample) pairs. Before the stage's first layer with
-parameters every vendor sees the same input, which is kept once
+Inside a stage the activations of the V vendors are stacked on a leading
+vendor axis: ``(V, N, ...)``, where ``N`` counts (upstream product, sample)
+pairs, so each vendor's activations are one contiguous block shaped like a
+plain batch. Before the stage's first layer with parameters every vendor
+sees the same input, which is kept once, without the vendor axis
 ("shared"). In this layout
 
-* a convolution is one grouped convolution: groups ``V * groups`` over the
-  stacked channels, or, on a shared input, one ordinary convolution whose
-  output channels are the V vendors' filters side by side (no copy of the
-  input);
-* a linear layer is one batched matrix product over a vendor axis (or one
-  plain product with the vendors' weights side by side on a shared input);
-* per-channel layers (activations, pooling, instance norm) work unchanged,
-  and flattening from axis 1 keeps each vendor's features together.
+* a convolution on a shared input is **one** convolution whose output
+  channels are the V vendors' filters side by side (one patch matrix, one
+  large matrix product), written straight into the stacked layout; on a
+  stacked input it is one ordinary convolution per vendor, each on a
+  contiguous batch (V calls per chunk, never one per path);
+* a linear layer is one matrix product (shared input) or one batched
+  matrix product over the vendor axis;
+* per-channel layers (activations, pooling, instance norm) see the vendor
+  axis merged into the batch axis, and flattening keeps it apart.
 
 Each wide layer is a function ``(context, layer, x, shared) -> (x, shared)``
 on raw arrays of the parameters' backend. :func:`register_wide_layer` adds
@@ -87,33 +89,35 @@ def wide_layer_for(layer: nn.Module):
     return None
 
 
-def _per_channel(context: WideContext, layer: nn.Module, x, shared: bool):
-    return layer(context.tensor(x)).data, shared
+def _merge_vendors(context: WideContext, layer: nn.Module, x, shared: bool):
+    """Run a per-sample layer with the vendor axis folded into the batch axis."""
+    if shared:
+        return layer(context.tensor(x)).data, shared
+    vendors, n = x.shape[:2]
+    out = layer(context.tensor(x.reshape((vendors * n,) + x.shape[2:]))).data
+    return out.reshape((vendors, n) + out.shape[1:]), shared
 
 
 for _layer_type in PER_CHANNEL_LAYERS:
-    register_wide_layer(_layer_type)(_per_channel)
+    register_wide_layer(_layer_type)(_merge_vendors)
 
 
 @register_wide_layer(nn.Flatten)
 def _flatten(context: WideContext, layer: nn.Flatten, x, shared: bool):
-    start = layer.start_axis % x.ndim
-    end = layer.end_axis % x.ndim
-    if start != 1 or end != x.ndim - 1:
-        raise ValueError(f"Flatten(start_axis={layer.start_axis}, end_axis={layer.end_axis}) inside a stage: "
-                         "the vendors share axis 1, so only Flatten(1, -1) keeps them apart")
-    return x.reshape(x.shape[0], -1), shared
+    sample_axes = x.ndim - (0 if shared else 1)      # axes of one vendor's batch
+    start = layer.start_axis % sample_axes
+    end = layer.end_axis % sample_axes
+    if start != 1 or end != sample_axes - 1:
+        raise ValueError(f"Flatten(start_axis={layer.start_axis}, end_axis={layer.end_axis}) inside a stage: only "
+                         "Flatten(1, -1) (everything but the batch axis) is supported in a stage")
+    leading = x.shape[:1] if shared else x.shape[:2]
+    return x.reshape(leading + (-1,)), shared
 
 
 def _along_last_axis(context: WideContext, layer: nn.Module, x, shared: bool):
-    if layer.axis not in (-1, x.ndim - 1) or x.ndim != 2:
-        raise ValueError(f"{type(layer).__name__}(axis={layer.axis}) inside a stage needs (N, features) input and "
-                         f"axis -1, got input of {x.ndim} axes")
-    if shared:
-        return layer(context.tensor(x)).data, shared
-    n = x.shape[0]
-    per_vendor = x.reshape(n, context.vendors, -1)
-    return layer.__class__(axis=-1)(context.tensor(per_vendor)).data.reshape(n, -1), shared
+    if layer.axis not in (-1, x.ndim - 1):
+        raise ValueError(f"{type(layer).__name__}(axis={layer.axis}) inside a stage: only axis -1 is supported")
+    return layer(context.tensor(x)).data, shared
 
 
 register_wide_layer(nn.Softmax)(_along_last_axis)
@@ -131,8 +135,13 @@ def _conv_padding(layer: nn.Conv2d):
     return tuple(layer.padding), tuple(layer.padding)
 
 
-def grouped_conv2d(backend, x, weight, groups: int, stride, padding, dilation):
-    """Convolution of (N, C, H, W) with (OC, C/groups, kh, kw): one batched product over the groups per chunk."""
+def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out=None, split: int = 1):
+    """Convolution of (N, C, H, W) with (OC, C/groups, kh, kw) on raw arrays, chunked over the samples.
+
+    With ``split = V`` the output channels are V blocks side by side (the
+    vendors' filters) and the result is written as ``(V, N, OC/V, OH, OW)``
+    (into ``out`` when given); otherwise it is ``(N, OC, OH, OW)``.
+    """
     xp = backend.xp
     n, channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
@@ -140,88 +149,104 @@ def grouped_conv2d(backend, x, weight, groups: int, stride, padding, dilation):
     ow = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if oh <= 0 or ow <= 0:
         raise ValueError(f"Conv2d inside a stage: kernel {(kh, kw)} does not fit input {tuple(x.shape)} "
-                         f"with padding {padding} and dilation {dilation}")
+                         f"with padding {tuple(padding)} and dilation {tuple(dilation)}")
     pixels = oh * ow
     per_group = out_channels // groups
     kernel_size = weight.shape[1] * kh * kw
     grouped_weight = weight.reshape(groups, per_group, kernel_size)
-    out = xp.empty((n, out_channels, pixels), dtype=x.dtype)
+    block = out_channels // split
+    if out is None:
+        out = xp.empty((split, n, block, oh, ow) if split > 1 else (n, out_channels, oh, ow), dtype=x.dtype)
+    # numpy copies a 3-d transposed block faster than a 4-d one, so the plain case keeps 3 axes.
+    target = out.reshape((split, n, block, pixels)) if split > 1 else out.reshape((n, out_channels, pixels))
     per_sample = channels * kh * kw * pixels * x.dtype.itemsize
     step = n if backend.kind != "cpu" else max(1, PATCH_CHUNK_BYTES // max(per_sample, 1))
     for start in range(0, n, step):
         stop = min(start + step, n)
         count = stop - start
         patches = backend.im2col(x[start:stop], (kh, kw), tuple(stride), tuple(padding), tuple(dilation))
-        product = xp.matmul(grouped_weight, patches.reshape(groups, kernel_size, count * pixels))
-        out[start:stop] = product.reshape(out_channels, count, pixels).transpose(1, 0, 2)
-    return out.reshape(n, out_channels, oh, ow)
+        patches = patches.reshape(groups, kernel_size, count * pixels)
+        product = grouped_weight[0] @ patches[0] if groups == 1 else xp.matmul(grouped_weight, patches)
+        if split > 1:   # (OC, count*P) -> (split, count, OC/split, P), one 3-d copy per block
+            blocks = product.reshape(split, block, count, pixels)
+            for index in range(split):
+                target[index, start:stop] = blocks[index].transpose(1, 0, 2)
+        else:
+            target[start:stop] = product.reshape(out_channels, count, pixels).transpose(1, 0, 2)
+    return out
 
 
 @register_wide_layer(nn.Conv2d)
 def _conv2d(context: WideContext, layer: nn.Conv2d, x, shared: bool):
     xp, vendors = context.xp, context.vendors
-    if x.ndim != 4:
-        raise ValueError(f"Conv2d inside a stage needs (N, C, H, W) input, got shape {tuple(x.shape)}")
+    if x.ndim != (4 if shared else 5):
+        raise ValueError(f"Conv2d inside a stage needs (N, C, H, W) input, got shape "
+                         f"{tuple(x.shape[0 if shared else 1:])}")
+    channels = x.shape[-3]
+    if channels != layer.in_channels:
+        raise ValueError(f"Conv2d inside a stage: expected {layer.in_channels} input channels, got {channels}")
     before, after = _conv_padding(layer)
     if before != after:
-        x = xp.pad(x, [(0, 0), (0, 0), (before[0], after[0]), (before[1], after[1])])
+        x = xp.pad(x, [(0, 0)] * (x.ndim - 2) + [(before[0], after[0]), (before[1], after[1])])
         before = (0, 0)
     weight = context.values(layer.weight)                 # (V, OC, C/g, kh, kw)
     out_channels = layer.out_channels
-    if shared and layer.groups > 1:
-        x = xp.concatenate([x] * vendors, axis=1)
-        shared = False
-    if shared:
-        groups = 1
+    if shared and layer.groups == 1:
+        stacked = weight.reshape((vendors * out_channels,) + weight.shape[2:])
+        out = conv2d_array(context.backend, x, stacked, 1, layer.stride, before, layer.dilation, split=vendors)
     else:
-        groups = vendors * layer.groups
-        if x.shape[1] != vendors * layer.in_channels:
-            raise ValueError(f"Conv2d inside a stage: expected {vendors} vendors x {layer.in_channels} channels, "
-                             f"got input of shape {tuple(x.shape)}")
-    stacked = weight.reshape((vendors * out_channels,) + weight.shape[2:])
-    out = grouped_conv2d(context.backend, x, stacked, groups, layer.stride, before, layer.dilation)
+        out = None
+        for vendor in range(vendors):
+            if out is None:
+                first = conv2d_array(context.backend, x if shared else x[vendor], weight[vendor], layer.groups,
+                                     layer.stride, before, layer.dilation)
+                out = xp.empty((vendors,) + first.shape, dtype=first.dtype)
+                out[0] = first
+                continue
+            conv2d_array(context.backend, x if shared else x[vendor], weight[vendor], layer.groups, layer.stride,
+                         before, layer.dilation, out=out[vendor])
     if layer.bias is not None:
-        out += context.values(layer.bias).reshape(1, vendors * out_channels, 1, 1)
+        out += context.values(layer.bias).reshape(vendors, 1, out_channels, 1, 1)
     return out, False
 
 
 @register_wide_layer(nn.Linear)
 def _linear(context: WideContext, layer: nn.Linear, x, shared: bool):
     xp, vendors = context.xp, context.vendors
-    if x.ndim != 2:
-        raise ValueError(f"Linear inside a stage needs (N, features) input, got shape {tuple(x.shape)}; "
-                         "flatten first")
+    if x.ndim != (2 if shared else 3):
+        raise ValueError(f"Linear inside a stage needs (N, features) input, got shape "
+                         f"{tuple(x.shape[0 if shared else 1:])}; flatten first")
+    if x.shape[-1] != layer.in_features:
+        raise ValueError(f"Linear inside a stage: expected {layer.in_features} features, got {x.shape[-1]}")
     weight = context.values(layer.weight)                 # (V, out, in)
-    n = x.shape[0]
     out_features = layer.out_features
     if shared:
-        out = x @ weight.reshape(vendors * out_features, -1).T
+        n = x.shape[0]
+        out = x @ weight.reshape(vendors * out_features, -1).T                          # (N, V*out)
+        out = xp.ascontiguousarray(out.reshape(n, vendors, out_features).transpose(1, 0, 2))
     else:
-        if x.shape[1] != vendors * layer.in_features:
-            raise ValueError(f"Linear inside a stage: expected {vendors} vendors x {layer.in_features} features, "
-                             f"got input of shape {tuple(x.shape)}")
-        per_vendor = xp.ascontiguousarray(x.reshape(n, vendors, -1).transpose(1, 0, 2))   # (V, N, in)
-        out = xp.matmul(per_vendor, weight.transpose(0, 2, 1))                           # (V, N, out)
-        out = out.transpose(1, 0, 2).reshape(n, vendors * out_features)
+        out = xp.matmul(x, weight.transpose(0, 2, 1))                                   # (V, N, out)
     if layer.bias is not None:
-        out += context.values(layer.bias).reshape(1, vendors * out_features)
+        out += context.values(layer.bias).reshape(vendors, 1, out_features)
     return out, False
 
 
 @register_wide_layer(nn.InstanceNorm2d)
 def _instance_norm(context: WideContext, layer: nn.InstanceNorm2d, x, shared: bool):
     xp, vendors = context.xp, context.vendors
-    if x.ndim != 4:
-        raise ValueError(f"InstanceNorm2d inside a stage needs (N, C, H, W) input, got shape {tuple(x.shape)}")
-    mean = x.mean(axis=(2, 3), keepdims=True)
+    if x.ndim != (4 if shared else 5):
+        raise ValueError(f"InstanceNorm2d inside a stage needs (N, C, H, W) input, got shape "
+                         f"{tuple(x.shape[0 if shared else 1:])}")
+    spatial = (x.ndim - 2, x.ndim - 1)
+    mean = x.mean(axis=spatial, keepdims=True)
     out = x - mean
-    variance = (out * out).mean(axis=(2, 3), keepdims=True)
+    variance = (out * out).mean(axis=spatial, keepdims=True)
     out *= 1.0 / xp.sqrt(variance + x.dtype.type(layer.eps))
     if layer.weight is not None:
-        if shared:
-            out = xp.concatenate([out] * vendors, axis=1)
-            shared = False
-        channels = out.shape[1]
-        out *= context.values(layer.weight).reshape(1, channels, 1, 1)
-        out += context.values(layer.bias).reshape(1, channels, 1, 1)
+        channels = out.shape[-3]
+        shape = (vendors, 1, channels, 1, 1)
+        out = out[None] * context.values(layer.weight).reshape(shape) if shared else \
+            out * context.values(layer.weight).reshape(shape)
+        out += context.values(layer.bias).reshape(shape)
+        shared = False
     return out, shared

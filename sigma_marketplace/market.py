@@ -29,7 +29,6 @@ from sigma_marketplace.deltas import draw_seeds
 from sigma_marketplace.handle import StagedLossHandle
 from sigma_marketplace.paths import PathPlan
 from sigma_marketplace.stages import Stages
-from sigma_marketplace.wide import DEFAULT_CHUNK_BYTES
 
 __all__ = ["Marketplace", "StepRecord"]
 
@@ -64,7 +63,8 @@ class Marketplace(ForwardOptimiser):
     :class:`sigma.optim.LossHandle`). ``cache_deltas=False`` regenerates
     the vendors' perturbations from their seeds whenever they are needed
     instead of keeping all of them for the step; ``chunk_bytes`` bounds the
-    largest activation of one chunk of the wide pass.
+    largest activation of one chunk of the wide pass (default: 64 MiB on the
+    CPU, 1 GiB on a GPU).
     """
 
     defaults: Dict[str, Any] = {"lr": 0.01, "vendors": 8, "decay": 0.0, "upstream": None, "seed": 0}
@@ -93,7 +93,7 @@ class Marketplace(ForwardOptimiser):
         if chunk_bytes is not None and (not _is_int(chunk_bytes) or chunk_bytes < 1):
             raise ValueError(f"{name}: chunk_bytes must be a positive number of bytes, got {chunk_bytes!r}")
         self.cache_deltas = cache_deltas
-        self.chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        self.chunk_bytes: Optional[int] = None if chunk_bytes is None else int(chunk_bytes)
         self.last_step: Optional[StepRecord] = None
         super().__init__(groups, **hyperparameters)
         self.check_market()
@@ -195,8 +195,9 @@ class Marketplace(ForwardOptimiser):
     def _paths_one_by_one(self, handle: LossHandle, plan: PathPlan, deltas) -> tuple:
         paths = plan.paths()
         stage_params = self.stage_parameters()
+        budget = self.chunk_bytes or 64 * 1024 * 1024
         bytes_per_path = sum(p.size * p.data.dtype.itemsize for stage in stage_params for p in stage)
-        chunk = max(1, self.chunk_bytes // max(bytes_per_path, 1))
+        chunk = max(1, budget // max(bytes_per_path, 1))
         losses = []
         for start in range(0, len(paths), chunk):
             chosen = paths[start:start + chunk]

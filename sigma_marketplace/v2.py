@@ -23,7 +23,7 @@ the cost of a step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -100,15 +100,37 @@ class MarketplaceV2(Marketplace):
 
     def search(self, handle: LossHandle) -> float:
         self.check_market()
+        step = self.step_count + 1
+        probes = self.probes(step)
+        paths, losses = self.evaluate_paths(handle, self.plan_for(step), probes)
+        return self.learn(paths, losses, probes, handle)
+
+    def probes(self, step: int) -> SeedDeltas:
+        """The vendors' probes of ``step``: uniform in ``±lr * probe_scale`` from the step's seeds."""
+        scale = self.param_groups[0]["probe_scale"]
+        return SeedDeltas(self.stage_parameters(), self.seeds_for(step),
+                          [float(group["lr"]) * scale for group in self.param_groups], cache=self.cache_deltas)
+
+    def learn(self, paths: np.ndarray, losses: np.ndarray, probes: SeedDeltas,
+              handle: Optional[LossHandle] = None) -> float:
+        """Update the parameters from scored paths of the current step and finish the step.
+
+        ``paths`` (int ``(P, stages)``) and ``losses`` (``(P,)``) may come
+        from a wide pass or from anywhere else, e.g. one path per served
+        sample in continual learning; paths may repeat. Meta-learning-rate
+        mode needs ``handle`` for its second pass. Returns the loss of path
+        0 (the meta pass's best loss in meta mode).
+        """
         market = self.param_groups[0]
+        paths = np.asarray(paths, dtype=np.int64)
+        losses = np.asarray(losses, dtype=np.float64)
+        if paths.ndim != 2 or paths.shape != (len(losses), len(self.param_groups)):
+            raise ValueError(f"{type(self).__name__}.learn: paths of shape {paths.shape} for {len(losses)} losses "
+                             f"and {len(self.param_groups)} stage(s); need (losses, stages)")
         step = self.step_count + 1
         lrs = [float(group["lr"]) for group in self.param_groups]
         scales = self.lr_scales()
-        seeds = self.seeds_for(step)
-        plan = self.plan_for(step)
         stage_params = self.stage_parameters()
-        probes = SeedDeltas(stage_params, seeds, [lr * market["probe_scale"] for lr in lrs], cache=self.cache_deltas)
-        paths, losses = self.evaluate_paths(handle, plan, probes)
         direction = self.direction(probes, paths, losses)
         if market["meta_lr"] is None:
             for stage, params in enumerate(stage_params):
@@ -117,10 +139,13 @@ class MarketplaceV2(Marketplace):
                     param.data[...] = param.data + param.dtype.type(step_size) * g
             returned = float(losses[0])
         else:
+            if handle is None:
+                raise ValueError(f"{type(self).__name__}: meta-learning-rate mode needs the loss handle for its "
+                                 "second pass")
             factors = [meta_factors(group["vendors"], market["meta_lr"]) for group in self.param_groups]
             steps = DirectionDeltas(stage_params, direction,
                                     [lr * scale * f for lr, scale, f in zip(lrs, scales, factors)])
-            meta_paths, meta_losses = self.evaluate_paths(handle, plan, steps)
+            meta_paths, meta_losses = self.evaluate_paths(handle, self.plan_for(step), steps)
             best = int(np.argmin(finite_or_worst(meta_losses, type(self).__name__)))
             for stage, params in enumerate(stage_params):
                 vendor = int(meta_paths[best, stage])
@@ -128,7 +153,7 @@ class MarketplaceV2(Marketplace):
                     param.data[...] = param.data + steps.delta(stage, vendor, index)
                 scales[stage] *= float(factors[stage][vendor])
             returned = float(meta_losses[best])
-        self.finish_step(step, seeds, scales)
+        self.finish_step(step, probes.seeds, scales)
         self.last_step = StepRecord(step, paths, losses, float(losses[0]), returned, lrs)
         return returned
 

@@ -27,12 +27,22 @@ from sigma_marketplace.layers import WideContext, wide_layer_for
 from sigma_marketplace.paths import PathPlan
 from sigma_marketplace.stages import Stage, Stages
 
-__all__ = ["path_losses", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["path_losses", "WidePass", "default_chunk_bytes"]
 
-DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024
+# Chunks of a few tens of MB keep a CPU's working set near that of a plain batch (larger ones measured no
+# faster on 2 cores); a GPU wants its work in as few launches as possible.
+CPU_CHUNK_BYTES = 64 * 1024 * 1024
+DEVICE_CHUNK_BYTES = 1024 * 1024 * 1024
 
 
-class _Pass:
+def default_chunk_bytes(backend) -> int:
+    """The wide pass's chunk size for ``backend`` when none is given."""
+    return CPU_CHUNK_BYTES if backend.kind == "cpu" else DEVICE_CHUNK_BYTES
+
+
+class WidePass:
+    """One wide pass over a batch; after :meth:`run`, ``leader_outputs`` holds the unperturbed model's outputs."""
+
     def __init__(self, stages: Stages, targets: Tensor, per_sample_loss: Callable, plan: PathPlan, deltas,
                  chunk_bytes: int):
         self.stages, self.targets, self.per_sample_loss = stages, targets, per_sample_loss
@@ -42,6 +52,7 @@ class _Pass:
         self.batch = targets.shape[0]
         self.recorded_paths: List[np.ndarray] = []
         self.recorded_losses: List[np.ndarray] = []
+        self.leader_outputs = None
         self._sizes: Dict[Tuple[int, tuple], int] = {}
 
     # -- one stage ----------------------------------------------------------------------
@@ -65,7 +76,7 @@ class _Pass:
         return self._sizes[key]
 
     def run_stage(self, stage: Stage, x, shared: bool):
-        """Stage ``stage`` for all its vendors on ``x`` ((products*B, ...) shared, or vendor-stacked)."""
+        """Stage ``stage`` for all its vendors on ``x``: (N, ...) shared or (V, N, ...) -> (V, N, ...)."""
         vendors = self.plan.vendors[stage.index]
         if stage.vectorised:
             context = WideContext(self.backend, vendors, self.vendor_values(stage))
@@ -73,19 +84,19 @@ class _Pass:
                 x, shared = wide_layer_for(layer)(context, layer, x, shared)
             if shared:
                 raise RuntimeError(f"stage {stage.index} never used its parameters on the data")
-            n = x.shape[0]
-            return x.reshape((n, vendors, x.shape[1] // vendors) + x.shape[2:])      # (N, V, ...)
+            return x
         return self._run_per_vendor(stage, x, shared, vendors)
 
     def run_rows(self, stage: Stage, x, shared: bool, rows: int):
         """:meth:`run_stage` on at most ``rows`` samples at a time (every layer treats samples independently)."""
-        if x.shape[0] <= rows:
+        axis = 0 if shared else 1
+        if x.shape[axis] <= rows:
             return self.run_stage(stage, x, shared)
-        return self.xp.concatenate([self.run_stage(stage, x[start:start + rows], shared)
-                                    for start in range(0, x.shape[0], rows)], axis=0)
+        pieces = [self.run_stage(stage, x[start:start + rows] if shared else x[:, start:start + rows], shared)
+                  for start in range(0, x.shape[axis], rows)]
+        return self.xp.concatenate(pieces, axis=1)
 
     def _run_per_vendor(self, stage: Stage, x, shared: bool, vendors: int):
-        xp = self.xp
         originals = [param.data for param in stage.parameters]
         values = [param.data[None] + self.deltas.deltas(stage.index, i) for i, param in enumerate(stage.parameters)]
         outputs = []
@@ -93,12 +104,12 @@ class _Pass:
             for vendor in range(vendors):
                 for param, value in zip(stage.parameters, values):
                     param.data = value[vendor]
-                vendor_input = x if shared else x[:, vendor]
+                vendor_input = x if shared else x[vendor]
                 outputs.append(stage.module(Tensor._make(vendor_input, self.backend, False, None)).data)
         finally:
             for param, original in zip(stage.parameters, originals):
                 param.data = original
-        return xp.stack(outputs, axis=1)                                                # (N, V, ...)
+        return self.xp.stack(outputs, axis=0)                                           # (V, N, ...)
 
     def products(self, stage: Stage, x, paths: np.ndarray):
         """Yield ``(outputs, paths)`` chunks of ``stage``'s products; ``x`` holds its upstream products."""
@@ -125,17 +136,12 @@ class _Pass:
                 parents = paths[start:stop]
             else:
                 gathered = upstream[table[:, start:stop]]                                 # (V, c, B, ...)
-                gathered = xp.moveaxis(gathered, 0, 2)                                     # (c, B, V, ...)
-                if stage.vectorised:
-                    stacked = gathered.reshape((count * batch, vendors * gathered.shape[3]) + gathered.shape[4:])
-                    out = self.run_rows(stage, xp.ascontiguousarray(stacked), False, rows)
-                else:
-                    out = self.run_rows(stage, gathered.reshape((count * batch, vendors) + gathered.shape[3:]),
-                                        False, rows)
+                chunk = gathered.reshape((vendors, count * batch) + gathered.shape[3:])
+                out = self.run_rows(stage, chunk, False, rows)
                 parents = paths
-            # (c*B, V, ...) -> products (c, V, B, ...) -> (c*V*B, ...)
-            out = out.reshape((count, batch, vendors) + out.shape[2:])
-            out = xp.ascontiguousarray(xp.moveaxis(out, 2, 1)).reshape((count * vendors * batch,) + out.shape[3:])
+            # (V, c*B, ...) -> products (c, V, B, ...) -> (c*V*B, ...)
+            out = out.reshape((vendors, count, batch) + out.shape[2:])
+            out = xp.ascontiguousarray(xp.moveaxis(out, 0, 1)).reshape((count * vendors * batch,) + out.shape[3:])
             yield out, self.plan.extend(index, parents, start, stop)
 
     # -- the whole pass -----------------------------------------------------------------
@@ -152,6 +158,10 @@ class _Pass:
             raise ValueError(f"the per-sample loss returned shape {tuple(losses.shape)} for {count * self.batch} "
                              "samples; it must keep one row per sample (reduction='none')")
         per_path = losses.reshape(count, -1).astype(self.xp.float64).mean(axis=1)
+        leader = np.flatnonzero(~paths.any(axis=1))
+        if len(leader):
+            row = int(leader[0]) * self.batch
+            self.leader_outputs = Tensor._make(outputs[row:row + self.batch].copy(), self.backend, False, None)
         self.recorded_paths.append(paths)
         self.recorded_losses.append(np.asarray(self.backend.to_host(per_path), dtype=np.float64))
 
@@ -188,7 +198,7 @@ def path_losses(stages: Stages, inputs: Tensor, targets: Tensor, per_sample_loss
         raise ValueError(f"the path plan has {len(plan.vendors)} stage(s), the model {len(stages)}")
     if inputs.shape[0] != targets.shape[0]:
         raise ValueError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets in the batch")
-    wide = _Pass(stages, targets, per_sample_loss, plan, deltas,
-                 DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
+    wide = WidePass(stages, targets, per_sample_loss, plan, deltas,
+                    default_chunk_bytes(stages.backend) if chunk_bytes is None else chunk_bytes)
     with no_grad():
         return wide.run(inputs.data)

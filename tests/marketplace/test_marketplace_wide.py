@@ -121,19 +121,21 @@ def test_unknown_blocks_run_once_per_vendor_and_match_path_by_path():
 
 def test_each_layer_runs_once_per_chunk_not_once_per_path(monkeypatch):
     calls = []
-    original = wide_layers.grouped_conv2d
+    original = wide_layers.conv2d_array
 
     def counting(*args, **kwargs):
         calls.append(args[1].shape[0])          # samples in this call
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(wide_layers, "grouped_conv2d", counting)
+    monkeypatch.setattr(wide_layers, "conv2d_array", counting)
     x, y = images()
-    network = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3),
-                            nn.Flatten(), nn.Linear(2 * 4, 5))
-    check(network, [2, 4], x, y, vendors=4)
-    # 4 x 4 x 4 = 64 paths, but each convolution ran once: 5, then 4 * 5, then 16 * 5 samples.
-    assert calls == [5, 20, 80]
+    network = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3),
+                            nn.Conv2d(2, 2, 3), nn.ReLU(),
+                            nn.Conv2d(2, 2, 1), nn.Flatten(), nn.Linear(2 * 4, 5))
+    check(network, [3, 5], x, y, vendors=4)
+    # 4 x 4 x 4 = 64 paths. A stage's first convolution runs once for all its vendors on a shared input
+    # (5, then 4 x 5, then 16 x 5 samples); a later one once per vendor: 7 calls in all, none per path.
+    assert calls == [5, 5, 5, 5, 5, 20, 80]
 
 
 def test_the_leader_path_is_the_unperturbed_network():
@@ -172,7 +174,7 @@ def test_wide_errors_for_layouts_that_would_mix_vendors():
     stages = Stages([network])
     handle = StagedLossHandle(stages, x, y, lambda out, target: out)
     deltas = SeedDeltas([stages[0].parameters], [draw_seeds(0, 1, 0, 2)], [0.1])
-    with pytest.raises(ValueError, match=r"only Flatten\(1, -1\) keeps them apart"):
+    with pytest.raises(ValueError, match=r"only Flatten\(1, -1\) .* is supported in a stage"):
         handle.path_losses(PathPlan([2]), deltas)
 
 
@@ -211,3 +213,14 @@ def test_v2_on_a_conv_net_matches_its_path_by_path_version():
         results.append([p.data.copy() for p in network.parameters()])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_handle_keeps_the_leaders_outputs_of_the_wide_pass():
+    x, y = images()
+    network = cnn()
+    stages = Stages.split(network, [4, 7])
+    optimiser = MarketplaceV2(stages, vendors=3, upstream=[None, 2, 4])
+    handle = optimiser.make_handle(network, nn.CrossEntropyLoss(), x, y)
+    expected = network(x).numpy()
+    optimiser.step(handle)
+    np.testing.assert_allclose(handle.leader_outputs.numpy(), expected, rtol=1e-5, atol=1e-6)
