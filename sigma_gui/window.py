@@ -37,10 +37,10 @@ REFRESH_HZ = 10
 # on the GUI thread that competes with the training thread for the interpreter and the cores, so the interval
 # adapts: every few seconds the GUI thread's own CPU time is measured, and the interval grows when the GUI used
 # more than GUI_CPU_TARGET of a core, and shrinks back (to CHART_INTERVAL) when it used less.
-CHART_INTERVAL = 0.5
+CHART_INTERVAL = 1.0
 MAX_CHART_INTERVAL = 10.0
 GUI_CPU_TARGET = 0.03
-GOVERNOR_PERIOD = 2.0
+GOVERNOR_PERIOD = 1.0
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied
 
@@ -244,7 +244,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.gui_cpu_share = (cpu - started_cpu) / (now - started_wall)
         self._governor_started = (now, cpu)
         if training:
-            factor = min(2.0, max(0.5, self.gui_cpu_share / GUI_CPU_TARGET))
+            factor = min(4.0, max(0.5, self.gui_cpu_share / GUI_CPU_TARGET))
             self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval,
                                                               self.chart_interval * factor))
         else:

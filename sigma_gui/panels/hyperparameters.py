@@ -91,10 +91,14 @@ class HyperparameterPanel(QtWidgets.QWidget):
                     text = f"{pending:g} (pending)"
                 if item.text() != text:
                     item.setText(text)
-                item.setForeground(QtGui.QBrush(QtGui.QColor("#D55E00" if pending is not None else "#000000")))
+                colour = QtGui.QColor("#D55E00" if pending is not None else "#000000")
+                if item.foreground().color() != colour:  # each change repaints the table: only real ones
+                    item.setForeground(QtGui.QBrush(colour))
                 flags = item.flags()
-                item.setFlags(flags | QtCore.Qt.ItemFlag.ItemIsEditable if controllable
-                              else flags & ~QtCore.Qt.ItemFlag.ItemIsEditable)
+                wanted = flags | QtCore.Qt.ItemFlag.ItemIsEditable if controllable \
+                    else flags & ~QtCore.Qt.ItemFlag.ItemIsEditable
+                if wanted != flags:
+                    item.setFlags(wanted)
         finally:
             self._filling = False
 

@@ -347,3 +347,25 @@ def test_a_million_points_per_series_stay_responsive(window, qtbot):
     assert len(chart.lines[("big", "train/loss")].raw.xData) == count + 1
     assert first_frame < 3.0 and next_frame < 0.5, (first_frame, next_frame)
     print(f"1,000,001 points: first frame {first_frame:.3f} s, next frame {next_frame:.3f} s")
+
+
+def test_several_runs_side_by_side_in_their_own_colours(window, qtbot, finished_run, tmp_path):
+    other = blobs_trainer(lr=0.05, run_directory=tmp_path / "faster")
+    other.run(epochs=2)
+    window.open_run_directory(finished_run)
+    window.open_run_directory(other.run_directory.path)
+    window.open_run_directory(finished_run)  # the same folder twice gets a distinct name
+    _settle(window, qtbot)
+    assert [c.name for c in window.connections] == ["blobs", "faster", "blobs (2)"]
+    lines = window.charts.charts["train/loss"].lines
+    assert set(lines) == {("blobs", "train/loss"), ("faster", "train/loss"), ("blobs (2)", "train/loss")}
+    colours = {line.smoothed.opts["pen"].color().name() for line in lines.values()}
+    assert len(colours) == 3
+    assert len(lines[("faster", "train/loss")].raw.xData) == 12
+    window.run_selector.setCurrentIndex(1)
+    window.refresh()
+    assert window.control.fields["run"].text() == "faster"
+    assert window.hyperparameters.table.item(0, 2).text() == "0.05"
+    window.close_run(window.connections[0])
+    window.refresh()
+    assert ("blobs", "train/loss") not in window.charts.charts["train/loss"].lines
