@@ -37,10 +37,11 @@ from sigma_marketplace.layers import register_wide_layer
 from sigma_marketplace.market import Marketplace, StepRecord
 from sigma_marketplace.paths import PathPlan
 from sigma_marketplace.stages import Stage, Stages
+from sigma_marketplace.training import MarketplaceInline
 from sigma_marketplace.v1 import MarketplaceV1
 from sigma_marketplace.v2 import MarketplaceV2
 from sigma_marketplace.wide import path_losses
 
 __all__ = ["MarketplaceV1", "MarketplaceV2", "Marketplace", "StepRecord", "Stages", "Stage", "StagedLossHandle",
            "PathPlan", "SeedDeltas", "DirectionDeltas", "draw_seeds", "uniform_delta", "path_losses", "per_sample",
-           "register_wide_layer", "ContinualLearner"]
+           "register_wide_layer", "ContinualLearner", "MarketplaceInline"]
