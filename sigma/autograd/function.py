@@ -32,9 +32,12 @@ class Function:
 
     ``self.inputs`` holds the input tensors while the graph is alive (the
     engine clears it after backward unless ``retain_graph=True``).
+    ``self.backend`` is the inputs' backend, set before ``forward`` runs, so
+    a primitive calls that backend's kernels (not a guess from the array type:
+    two backends may both hold numpy arrays).
     """
 
-    __slots__ = ("inputs",)
+    __slots__ = ("inputs", "backend")
 
     def forward(self, *arrays: Any) -> Any:
         raise NotImplementedError
@@ -50,11 +53,11 @@ class Function:
     def apply(cls, *inputs, **params):
         """Run ``forward`` on the inputs' arrays and record the node if needed."""
         fn = cls.__new__(cls)
-        first = inputs[0]
-        backend = first.backend
+        backend = inputs[0].backend
         for t in inputs:
             if t.backend is not backend:
                 _different_backends(cls.__name__, inputs)
+        fn.backend = backend
         data = fn.forward(*[t.data for t in inputs], **params)
         if grad_mode.enabled:
             for t in inputs:
@@ -75,6 +78,7 @@ class UnaryFunction(Function):
     @classmethod
     def apply(cls, x, *params):
         fn = cls.__new__(cls)
+        fn.backend = x.backend
         data = fn.forward(x.data, *params)
         if x.requires_grad and grad_mode.enabled:
             fn.inputs = (x,)
@@ -92,6 +96,7 @@ class BinaryFunction(Function):
         if a.backend is not b.backend:
             _different_backends(cls.__name__, (a, b))
         fn = cls.__new__(cls)
+        fn.backend = a.backend
         data = fn.forward(a.data, b.data, *params)
         if (a.requires_grad or b.requires_grad) and grad_mode.enabled:
             fn.inputs = (a, b)

@@ -41,11 +41,6 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _backend(array):
-    import backends
-    return backends.for_array(array)
-
-
 class _Geometry:
     """Everything about a convolution except its data."""
 
@@ -147,7 +142,7 @@ class Conv2d(BinaryFunction):
 
     def forward(self, x, w, geometry):
         self.geometry = geometry
-        return _conv_forward(_backend(x), x, w, geometry)
+        return _conv_forward(self.backend, x, w, geometry)
 
     def backward(self, grad):
         x, w = self.inputs
@@ -163,7 +158,7 @@ class Conv2dInputGrad(BinaryFunction):
 
     def forward(self, g, w, geometry):
         self.geometry = geometry
-        return _conv_input_grad(_backend(g), g, w, geometry)
+        return _conv_input_grad(self.backend, g, w, geometry)
 
     def backward(self, grad):
         g, w = self.inputs
@@ -179,7 +174,7 @@ class Conv2dWeightGrad(BinaryFunction):
 
     def forward(self, x, g, geometry, weight_shape):
         self.geometry, self.weight_shape = geometry, weight_shape
-        return _conv_weight_grad(_backend(x), x, g, geometry, weight_shape)
+        return _conv_weight_grad(self.backend, x, g, geometry, weight_shape)
 
     def backward(self, grad):
         x, g = self.inputs
@@ -195,7 +190,7 @@ class Unfold(UnaryFunction):
 
     def forward(self, x, kernel, stride, padding, dilation):
         self.geometry = (kernel, stride, padding, dilation)
-        return _backend(x).im2col(x, kernel, stride, padding, dilation)
+        return self.backend.im2col(x, kernel, stride, padding, dilation)
 
     def backward(self, grad):
         return Fold.apply(grad, self.inputs[0].data.shape, *self.geometry)
@@ -207,7 +202,7 @@ class Fold(UnaryFunction):
 
     def forward(self, cols, input_shape, kernel, stride, padding, dilation):
         self.geometry = (kernel, stride, padding, dilation)
-        return _backend(cols).col2im(cols, input_shape, kernel, stride, padding, dilation)
+        return self.backend.col2im(cols, input_shape, kernel, stride, padding, dilation)
 
     def backward(self, grad):
         return Unfold.apply(grad, *self.geometry)

@@ -301,15 +301,11 @@ class Erf(UnaryFunction):
     __slots__ = ()
 
     def forward(self, x):
-        return _erf(x)
+        return self.backend.erf(x)
 
     def backward(self, grad):
         x, = self.inputs
         return grad * (x * x * -1.0).exp() * (2.0 / math.sqrt(math.pi))
-
-
-def _erf(x):
-    return backends.for_array(x).erf(x)
 
 
 class Clip(UnaryFunction):

@@ -108,8 +108,7 @@ class IndexAdd(UnaryFunction):
         if isinstance(index, (np.ndarray,)) or hasattr(index, "dtype"):
             if index.dtype != bool and values.ndim >= 1:
                 # Row gather (embeddings, x[labels]): a dedicated kernel beats add.at.
-                import backends
-                return backends.for_array(values).scatter_add(shape, index, values)
+                return self.backend.scatter_add(shape, index, values)
         out = xp.zeros(shape, dtype=values.dtype)
         xp.add.at(out, index, values)
         return out
@@ -159,6 +158,7 @@ class ToBackend(UnaryFunction):
     @classmethod
     def apply(cls, x, target):
         fn = cls.__new__(cls)
+        fn.backend = target
         data = target.asarray(x.backend.to_host(x.data) if target.kind == "cpu" else x.data)
         from sigma.autograd.grad_mode import grad_mode
         if x.requires_grad and grad_mode.enabled:

@@ -36,9 +36,8 @@ class SoftmaxCrossEntropy(UnaryFunction):
     __slots__ = ("labels", "probs")
 
     def forward(self, logits, labels):
-        import backends
         self.labels = labels
-        loss, self.probs = backends.for_array(logits).softmax_cross_entropy(logits, labels)
+        loss, self.probs = self.backend.softmax_cross_entropy(logits, labels)
         return loss
 
     def backward(self, grad):

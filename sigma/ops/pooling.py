@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from sigma.autograd.function import UnaryFunction
-from sigma.ops.convolution import IntPair, Unfold, _backend, output_size, pair
+from sigma.ops.convolution import IntPair, Unfold, output_size, pair
 from sigma.tensor import Tensor
 
 
@@ -13,7 +13,7 @@ class MaxPool2d(UnaryFunction):
     __slots__ = ("argmax",)
 
     def forward(self, x, kernel, stride, padding):
-        out, self.argmax = _backend(x).max_pool2d(x, kernel, stride, padding)
+        out, self.argmax = self.backend.max_pool2d(x, kernel, stride, padding)
         return out
 
     def backward(self, grad):
@@ -26,7 +26,7 @@ class PoolScatter(UnaryFunction):
 
     def forward(self, grad, argmax, input_shape):
         self.argmax = argmax
-        return _backend(grad).pool_scatter(grad, argmax, input_shape)
+        return self.backend.pool_scatter(grad, argmax, input_shape)
 
     def backward(self, grad):
         return PoolGather.apply(grad, self.argmax, self.inputs[0].data.shape)
@@ -38,7 +38,7 @@ class PoolGather(UnaryFunction):
 
     def forward(self, x, argmax, input_shape):
         self.argmax = argmax
-        return _backend(x).pool_gather(x, argmax)
+        return self.backend.pool_gather(x, argmax)
 
     def backward(self, grad):
         return PoolScatter.apply(grad, self.argmax, self.inputs[0].data.shape)

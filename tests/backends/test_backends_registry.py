@@ -80,3 +80,32 @@ def test_default_backend_switch():
     assert sigma.zeros(2).device == "cpu"
     with pytest.raises(ValueError, match="unknown backend"):
         sigma.use("nowhere")
+
+
+def test_operations_call_the_kernels_of_the_tensors_backend(monkeypatch):
+    """A third-party backend may hold numpy arrays too: its own kernels must run,
+    not the cpu backend's (the op knows the tensors' backend, not just the arrays)."""
+    from backends.cpu import CPUBackend
+
+    calls = []
+
+    class CountingBackend(CPUBackend):
+        kind = "counting"
+
+        def im2col(self, *args):
+            calls.append("im2col")
+            return super().im2col(*args)
+
+        def max_pool2d(self, *args):
+            calls.append("max_pool2d")
+            return super().max_pool2d(*args)
+
+    monkeypatch.setattr(backends, "_factories", dict(backends._factories))
+    monkeypatch.setattr(backends, "_instances", dict(backends._instances))
+    backends.register("counting", CountingBackend)
+    device = backends.get("counting")
+    x = sigma.ones(1, 1, 4, 4, device=device)
+    y = sigma.max_pool2d(sigma.conv2d(x, sigma.ones(1, 1, 3, 3, device=device), padding=1), 2)
+    assert y.device == "counting"
+    assert y.tolist() == [[[[9.0, 9.0], [9.0, 9.0]]]]  # every 2x2 window holds an interior 9
+    assert calls == ["im2col", "max_pool2d"]
