@@ -15,6 +15,11 @@ Each vendor count runs in its own subprocess (its own peak memory); inside it, r
 step and the baseline so that machine noise hits both alike.
 
     python benchmarks/marketplace_step.py [--vendors 4 8 16] [--batch 512] [--rounds 3] [--channels 32 64]
+
+Over MPI ranks (each rank evaluates the paths through its share of the stage-0 vendors; the ranks
+exchange one vector of path losses per step, nothing else):
+
+    mpirun -n 2 python benchmarks/marketplace_step.py --mpi --vendors 8 --batch 128 --rounds 3
 """
 from __future__ import annotations
 
@@ -102,6 +107,39 @@ def child(vendors: int, batch: int, rounds: int, channels, cache_deltas: bool, c
             "chunk_bytes": optimiser.chunk_bytes or default_chunk_bytes(stages.backend)}
 
 
+def over_mpi(vendors: int, batch: int, rounds: int, channels) -> None:
+    """Steps with the ranks of MPI.COMM_WORLD sharing the paths; rank 0 prints time and bytes per step."""
+    import numpy as np
+    import sigma
+    from sigma import nn
+    from sigma.distributed import MPICommunicator
+    from examples.marketplace_mnist import STAGE_ENDS, model
+    from sigma_marketplace import MarketplaceV2, Stages
+
+    communicator = MPICommunicator()
+    sigma.manual_seed(0)
+    net = model(tuple(channels))
+    optimiser = MarketplaceV2(Stages.split(net, STAGE_ENDS), vendors=vendors, lr=0.3, probe_scale=0.01,
+                              communicator=communicator)
+    rng = np.random.default_rng(0)
+    x = sigma.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
+    y = sigma.tensor(rng.integers(0, 10, batch))
+    handle = optimiser.make_handle(net, nn.CrossEntropyLoss(), x, y)
+    optimiser.step(handle)
+    times = []
+    for _ in range(rounds):
+        communicator.barrier()
+        start = time.perf_counter()
+        optimiser.step(handle)
+        times.append(time.perf_counter() - start)
+    parameters = sum(p.size for p in net.parameters())
+    if communicator.rank == 0:
+        per_step = optimiser.communicated_bytes / (rounds + 1)
+        print(json.dumps({"ranks": communicator.size, "vendors": vendors, "paths": vendors ** 3, "batch": batch,
+                          "step_s": statistics.median(times), "loss_bytes_per_step": per_step,
+                          "gradient_bytes_per_step": parameters * 4}))
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vendors", type=int, nargs="+", default=[4, 8])
@@ -110,8 +148,13 @@ def main(argv=None) -> list:
     parser.add_argument("--channels", type=int, nargs=2, default=[32, 64])
     parser.add_argument("--regenerate-deltas", action="store_true", help="cache_deltas=False")
     parser.add_argument("--chunk-mb", type=float, default=None, help="the wide pass's chunk size (default: its own)")
+    parser.add_argument("--mpi", action="store_true", help="run under mpirun: the ranks share each step's paths")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.mpi:
+        for vendors in args.vendors:
+            over_mpi(vendors, args.batch, args.rounds, args.channels)
+        return []
     if args.child is not None:
         print(json.dumps(child(args.child, args.batch, args.rounds, args.channels, not args.regenerate_deltas,
                                args.chunk_mb)))

@@ -23,7 +23,7 @@ more.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from sigma import nn
 from sigma.tensor import Tensor
@@ -135,12 +135,12 @@ def _conv_padding(layer: nn.Conv2d):
     return tuple(layer.padding), tuple(layer.padding)
 
 
-def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out=None, split: int = 1):
+def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out=None, split: Optional[int] = None):
     """Convolution of (N, C, H, W) with (OC, C/groups, kh, kw) on raw arrays, chunked over the samples.
 
     With ``split = V`` the output channels are V blocks side by side (the
-    vendors' filters) and the result is written as ``(V, N, OC/V, OH, OW)``
-    (into ``out`` when given); otherwise it is ``(N, OC, OH, OW)``.
+    vendors' filters) and the result is written as ``(V, N, OC/V, OH, OW)``;
+    without, it is ``(N, OC, OH, OW)`` (into ``out`` when given).
     """
     xp = backend.xp
     n, channels, height, width = x.shape
@@ -154,11 +154,11 @@ def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out
     per_group = out_channels // groups
     kernel_size = weight.shape[1] * kh * kw
     grouped_weight = weight.reshape(groups, per_group, kernel_size)
-    block = out_channels // split
+    block = out_channels // (split or 1)
     if out is None:
-        out = xp.empty((split, n, block, oh, ow) if split > 1 else (n, out_channels, oh, ow), dtype=x.dtype)
-    # numpy copies a 3-d transposed block faster than a 4-d one, so the plain case keeps 3 axes.
-    target = out.reshape((split, n, block, pixels)) if split > 1 else out.reshape((n, out_channels, pixels))
+        out = xp.empty((split, n, block, oh, ow) if split else (n, out_channels, oh, ow), dtype=x.dtype)
+    # numpy copies a 3-d transposed block faster than a 4-d one, so each copy keeps 3 axes.
+    target = out.reshape((split, n, block, pixels)) if split else out.reshape((n, out_channels, pixels))
     per_sample = channels * kh * kw * pixels * x.dtype.itemsize
     step = n if backend.kind != "cpu" else max(1, PATCH_CHUNK_BYTES // max(per_sample, 1))
     for start in range(0, n, step):
@@ -167,7 +167,7 @@ def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out
         patches = backend.im2col(x[start:stop], (kh, kw), tuple(stride), tuple(padding), tuple(dilation))
         patches = patches.reshape(groups, kernel_size, count * pixels)
         product = grouped_weight[0] @ patches[0] if groups == 1 else xp.matmul(grouped_weight, patches)
-        if split > 1:   # (OC, count*P) -> (split, count, OC/split, P), one 3-d copy per block
+        if split:   # (OC, count*P) -> (split, count, OC/split, P), one 3-d copy per block
             blocks = product.reshape(split, block, count, pixels)
             for index in range(split):
                 target[index, start:stop] = blocks[index].transpose(1, 0, 2)

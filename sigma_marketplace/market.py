@@ -65,13 +65,21 @@ class Marketplace(ForwardOptimiser):
     instead of keeping all of them for the step; ``chunk_bytes`` bounds the
     largest activation of one chunk of the wide pass (default: 64 MiB on the
     CPU, 1 GiB on a GPU).
+
+    With a ``communicator`` (:mod:`sigma.distributed`: MPI ranks, threads)
+    the ranks share the paths: rank ``r`` evaluates the paths through the
+    stage-0 vendors ``r, r + size, ...`` on the same batch, and the ranks
+    add up one vector of path losses. Every rank regenerates every vendor's
+    perturbation from the shared seeds and makes the same update, so only
+    ``8 * paths`` bytes of losses travel per evaluation, never parameters or
+    gradients (``communicated_bytes`` counts them).
     """
 
     defaults: Dict[str, Any] = {"lr": 0.01, "vendors": 8, "decay": 0.0, "upstream": None, "seed": 0}
     market_hyperparameters = ("decay", "seed")
 
     def __init__(self, stages: Any, *, cache_deltas: bool = True, chunk_bytes: Optional[int] = None,
-                 **hyperparameters: Any):
+                 communicator: Any = None, **hyperparameters: Any):
         name = type(self).__name__
         self.stages: Optional[Stages] = None
         if isinstance(stages, nn.Module):
@@ -95,8 +103,16 @@ class Marketplace(ForwardOptimiser):
         self.cache_deltas = cache_deltas
         self.chunk_bytes: Optional[int] = None if chunk_bytes is None else int(chunk_bytes)
         self.last_step: Optional[StepRecord] = None
+        self.communicator = communicator
+        self.communicated_bytes = 0          # losses exchanged with the other ranks, in all
         super().__init__(groups, **hyperparameters)
         self.check_market()
+        if communicator is not None and communicator.size > 1:
+            # The ranks must start from the same parameters; afterwards they stay equal by construction.
+            for param in self.parameters():
+                flat = param.backend.xp.ascontiguousarray(param.data).reshape(-1)
+                communicator.broadcast(flat, root=0)
+                param.data[...] = flat.reshape(param.shape)
 
     def _spread(self, groups: Any, per_stage: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
         groups = list(groups)
@@ -187,6 +203,27 @@ class Marketplace(ForwardOptimiser):
 
     def evaluate_paths(self, handle: LossHandle, plan: PathPlan, deltas) -> tuple:
         """``(paths, losses)``: in one wide pass through a :class:`StagedLossHandle`, else path by path."""
+        if self.communicator is not None and self.communicator.size > 1:
+            return self._paths_shared_by_ranks(handle, plan, deltas)
+        return self._paths_here(handle, plan, deltas)
+
+    def _paths_shared_by_ranks(self, handle: LossHandle, plan: PathPlan, deltas) -> tuple:
+        communicator = self.communicator
+        if any(table is not None for table in plan.tables):
+            raise ValueError(f"{type(self).__name__}: ranks share the paths by stage-0 vendor, which needs full "
+                             "upstream; set upstream=None for every stage")
+        own = np.arange(communicator.rank, plan.vendors[0], communicator.size)
+        losses = np.zeros(plan.path_count, dtype=np.float64)
+        if len(own):
+            local_plan = PathPlan([len(own)] + plan.vendors[1:])
+            local_paths, local_losses = self._paths_here(handle, local_plan, FirstStageVendors(deltas, own))
+            local_paths[:, 0] = own[local_paths[:, 0]]
+            losses[np.ravel_multi_index(tuple(local_paths.T), plan.vendors)] = local_losses
+        communicator.all_reduce(losses, "sum")
+        self.communicated_bytes += losses.nbytes
+        return plan.paths(), losses
+
+    def _paths_here(self, handle: LossHandle, plan: PathPlan, deltas) -> tuple:
         if isinstance(handle, StagedLossHandle):
             self._check_stages(handle.stages)
             return handle.path_losses(plan, deltas, self.chunk_bytes)
@@ -229,6 +266,26 @@ class Marketplace(ForwardOptimiser):
                                  "stage parameters; build the Stages from the same network")
             return StagedLossHandle(self.stages, inputs, targets, loss)
         return LossHandle(lambda: loss(network(inputs), targets), list(self.parameters()))
+
+
+class FirstStageVendors:
+    """A view of a deltas source whose stage 0 offers only the vendors ``own`` (in that order)."""
+
+    def __init__(self, deltas, own: np.ndarray):
+        self.source, self.own = deltas, np.asarray(own)
+
+    def vendors(self, stage: int) -> int:
+        return len(self.own) if stage == 0 else self.source.vendors(stage)
+
+    def delta(self, stage: int, vendor: int, index: int):
+        return self.source.delta(stage, int(self.own[vendor]) if stage == 0 else vendor, index)
+
+    def deltas(self, stage: int, index: int):
+        stacked = self.source.deltas(stage, index)
+        if stage != 0:
+            return stacked
+        backend = self.source.parameters[0][index].backend
+        return stacked[backend.asarray(self.own)]
 
 
 def finite_or_worst(losses: np.ndarray, name: str) -> np.ndarray:

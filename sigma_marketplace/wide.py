@@ -135,7 +135,7 @@ class WidePass:
                 out = self.run_rows(stage, chunk, True, rows)
                 parents = paths[start:stop]
             else:
-                gathered = upstream[table[:, start:stop]]                                 # (V, c, B, ...)
+                gathered = upstream[self.backend.asarray(table[:, start:stop])]           # (V, c, B, ...)
                 chunk = gathered.reshape((vendors, count * batch) + gathered.shape[3:])
                 out = self.run_rows(stage, chunk, False, rows)
                 parents = paths

@@ -122,7 +122,7 @@ def test_learns_a_new_class_from_feedback_while_keeping_digits():
         adam.step()
     network.zero_grad()
     learner = ContinualLearner(Stages.split(network, [2]), nn.CrossEntropyLoss(), vendors=4, lr=0.5,
-                               probe_scale=0.1, batch=256)
+                               probe_scale=0.1, batch=128)
 
     def accuracies():
         digit = float((learner.predict(test_digits).argmax(axis=1).numpy() == test_labels).mean())
@@ -130,13 +130,13 @@ def test_learns_a_new_class_from_feedback_while_keeping_digits():
         return digit, new
 
     digit_before, novel_before = accuracies()
-    for _ in range(120):                     # each request: 240 digits and 16 of the new class
-        index = rng.integers(0, len(digits), 240)
-        x = np.concatenate([digits[index], novel[rng.integers(0, len(novel), 16)]])
-        y = np.concatenate([labels[index], np.full(16, 10)])
+    for _ in range(100):                     # each request: 120 digits and 8 of the new class
+        index = rng.integers(0, len(digits), 120)
+        x = np.concatenate([digits[index], novel[rng.integers(0, len(novel), 8)]])
+        y = np.concatenate([labels[index], np.full(8, 10)])
         learner.serve(x)
         learner.feedback(y)
     digit_after, novel_after = accuracies()
-    assert novel_before == 0.0 and novel_after >= 0.5      # ~0.77 after 100 updates, ~0.99 after 150
+    assert novel_before == 0.0 and novel_after >= 0.5      # ~0.96 after 100 updates
     assert digit_before >= 0.85 and digit_after >= digit_before - 0.05
-    assert learner.updates == 120
+    assert learner.updates == 100
