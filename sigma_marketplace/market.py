@@ -143,7 +143,7 @@ class Marketplace(ForwardOptimiser):
             raise ValueError(f"{name}: seed must be an integer in [0, 2**63), got {seed!r}")
 
     def check_market(self) -> None:
-        """Raise ``ValueError`` unless the market-wide hyperparameters agree across stages and stage 0 reads the batch."""
+        """Raise ``ValueError`` unless market-wide settings agree across stages and stage 0 reads the batch."""
         name = type(self).__name__
         first = self.param_groups[0]
         for key in self.market_hyperparameters:

@@ -1,6 +1,5 @@
 """MarketplaceV1: the best path's vendors become the parameters, exactly; the leader is never lost."""
 import numpy as np
-import pytest
 
 import sigma
 from sigma import nn
