@@ -127,6 +127,7 @@ def take(out: pathlib.Path, epochs: float, sample: bool, root: pathlib.Path) -> 
     wait_until(app, lambda: connection.poll() == 0 and connection.state.series, 60, "reading the run")
     old.charts.bar.filter.setText("*/*")
     old.docks["Checkpoints"].raise_()
+    old.docks["Network"].raise_()  # read from the run's checkpoints
     old.refresh()
     settle(app)
     save(old, out / "finished-run-opened.png", saved)

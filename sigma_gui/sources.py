@@ -81,6 +81,16 @@ def open_run_directory(path: "str | os.PathLike") -> RunDirectory:
     return run
 
 
+def _network_description(checkpoint: pathlib.Path) -> Optional[Dict[str, Any]]:
+    """The network's ``describe()`` data stored in a checkpoint, or ``None`` if it cannot be read."""
+    from sigma.io import CheckpointError, checkpoint_summary
+    try:
+        description = checkpoint_summary(checkpoint).get("description")
+    except (CheckpointError, OSError):
+        return None  # being written, or damaged: the checkpoints panel reports it
+    return description if isinstance(description, dict) and "layers" in description else None
+
+
 class RunDirectorySource:
     """Records from a run directory: its description, its event log (tailed) and its checkpoint files."""
 
@@ -92,6 +102,7 @@ class RunDirectorySource:
         self.offset = 0
         self._description_stamp: Optional[tuple] = None
         self._known_checkpoints: set = set()
+        self._network_found = False
 
     def poll(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """Records new since the last poll: the description first when ``run.json`` changed."""
@@ -166,6 +177,13 @@ class RunDirectorySource:
                 continue
             self._known_checkpoints.add(path)
             records.append({"kind": "checkpoint_found", "path": str(path), "time": path.stat().st_mtime})
+        if records and not self._network_found:
+            # The event log holds the network's description only when the run had the GUI's event-log feed;
+            # every checkpoint holds it.
+            network = _network_description(pathlib.Path(records[-1]["path"]))
+            if network is not None:
+                self._network_found = True
+                records.append({"kind": "network", "description": network})
         return records
 
 

@@ -76,29 +76,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.checkpoints = CheckpointsPanel()
         self.docks: Dict[str, QtWidgets.QDockWidget] = {}
         area = QtCore.Qt.DockWidgetArea
-        for title, widget, where in (
-                ("Control", self.control, area.LeftDockWidgetArea),
-                ("Hyperparameters", self.hyperparameters, area.LeftDockWidgetArea),
-                ("Accuracy", self.accuracy, area.LeftDockWidgetArea),
-                ("Network", self.structure, area.RightDockWidgetArea),
-                ("Histograms", self.histograms, area.RightDockWidgetArea),
-                ("Draw a digit", self.draw, area.RightDockWidgetArea),
-                ("Predictions", self.predictions, area.RightDockWidgetArea),
-                ("Checkpoints", self.checkpoints, area.BottomDockWidgetArea),
-                ("Log", self.log, area.BottomDockWidgetArea)):
+        self._default_areas = (
+            ("Control", self.control, area.LeftDockWidgetArea),
+            ("Hyperparameters", self.hyperparameters, area.LeftDockWidgetArea),
+            ("Accuracy", self.accuracy, area.LeftDockWidgetArea),
+            ("Network", self.structure, area.RightDockWidgetArea),
+            ("Histograms", self.histograms, area.RightDockWidgetArea),
+            ("Draw a digit", self.draw, area.RightDockWidgetArea),
+            ("Predictions", self.predictions, area.RightDockWidgetArea),
+            ("Checkpoints", self.checkpoints, area.BottomDockWidgetArea),
+            ("Log", self.log, area.BottomDockWidgetArea))
+        for title, widget, where in self._default_areas:
             self.docks[title] = self._dock(title, widget, where)
-        self.tabifyDockWidget(self.docks["Network"], self.docks["Histograms"])
-        self.tabifyDockWidget(self.docks["Draw a digit"], self.docks["Predictions"])
-        self.tabifyDockWidget(self.docks["Log"], self.docks["Checkpoints"])
-        self.docks["Network"].raise_()
-        self.docks["Draw a digit"].raise_()
-        self.docks["Log"].raise_()
         for panel in (self.control, self.hyperparameters, self.checkpoints, self.draw):
             panel.message.connect(self.say)
         self.structure.layer_selected.connect(self._layer_selected)
         self._build_toolbar()
         self._build_menu()
-        self.restore_layout()
+        # Tabify only when there is no saved layout: restoring over tabified docks leaves Qt's old tab bars
+        # drawn on top of the new ones.
+        if not self.restore_layout():
+            self._tabify_defaults()
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(int(1000 / refresh_hz))
         self.timer.timeout.connect(lambda: self.refresh(force_charts=False))
@@ -133,7 +131,6 @@ class MainWindow(QtWidgets.QMainWindow):
         view.addSeparator()
         reset = view.addAction("Reset layout")
         reset.triggered.connect(self.reset_layout)
-        self._default_state = self.saveState(LAYOUT_VERSION)
 
     # -- runs -------------------------------------------------------------------------------------------------
     @property
@@ -270,8 +267,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("window_state", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
 
+    def _tabify_defaults(self) -> None:
+        self.tabifyDockWidget(self.docks["Network"], self.docks["Histograms"])
+        self.tabifyDockWidget(self.docks["Draw a digit"], self.docks["Predictions"])
+        self.tabifyDockWidget(self.docks["Log"], self.docks["Checkpoints"])
+        for title in ("Network", "Draw a digit", "Log"):
+            self.docks[title].raise_()
+
     def reset_layout(self) -> None:
-        self.restoreState(self._default_state, LAYOUT_VERSION)
+        """Every panel back in its first place, shown and docked."""
+        for title, _widget, where in self._default_areas:
+            dock = self.docks[title]
+            dock.setFloating(False)
+            self.addDockWidget(where, dock)
+            dock.show()
+        self._tabify_defaults()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.timer.stop()

@@ -140,9 +140,9 @@ class HistogramPanel(QtWidgets.QWidget):
         if not entries:
             for line in self.lines:
                 line.setData([], [])
-            self.latest_plot.setTitle("no histograms: runs in this process and runs with "
-                                      "sigma_gui.attach_remote send them" if not self.history() else
-                                      f"no {kind} yet")
+            self.latest_plot.setTitle("no histograms recorded" if not self.history() else f"no {kind} yet")
+            self.latest_plot.setToolTip("runs in this process, and runs with sigma_gui.attach_remote, send "
+                                        "histograms about once a second")
             return
         self.latest_plot.setTitle(f"{kind} at iteration {entries[-1].get('iteration')}")
         newest = entries[-1][kind]

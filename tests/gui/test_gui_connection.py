@@ -39,6 +39,18 @@ def test_run_directory_source_reads_every_logged_value(finished_run):
     assert state.status == "finished" and state.iteration == 18 and state.epoch == 3
     assert state.hyperparameters[0]["lr"] == 0.01 and state.optimiser == "SGD"
     assert not connection.can_control
+    assert state.network is None  # the plain event log does not describe the network
+
+
+def test_network_description_is_read_from_a_checkpoint(tmp_path):
+    trainer = blobs_trainer(run_directory=tmp_path / "with-checkpoint")
+    trainer.run(iterations=2)
+    trainer.save_checkpoint(trainer.run_directory.checkpoints / "last.h5")
+    connection = open_run(trainer.run_directory.path)
+    connection.poll()
+    layers = [layer["type"] for layer in connection.state.network["layers"]]
+    assert layers == ["Sequential", "Linear", "ReLU", "Linear"]
+    assert [c.path for c in connection.state.checkpoints] == [str(trainer.run_directory.checkpoints / "last.h5")]
 
 
 def test_source_reads_in_chunks_and_only_whole_lines(tmp_path):

@@ -315,6 +315,12 @@ def test_layout_is_remembered_between_launches(qtbot, settings):
     second.show()
     qtbot.wait(10)
     assert not second.docks["Log"].isVisible() and second.docks["Control"].isVisible()
+    tab_bars = [bar for bar in second.findChildren(QtWidgets.QTabBar) if bar.isVisible()]
+    assert len(tab_bars) == len({tuple(bar.tabText(i) for i in range(bar.count())) for bar in tab_bars})
+    second.reset_layout()
+    qtbot.wait(10)
+    assert second.docks["Log"].isVisible() and second.tabifiedDockWidgets(second.docks["Log"]) == \
+        [second.docks["Checkpoints"]]
     second.timer.stop()
 
 
