@@ -36,6 +36,7 @@ class PredictionsPanel(QtWidgets.QWidget):
         self._shown = record
         for cell in self.cells:
             self.layout_grid.removeWidget(cell)
+            cell.hide()  # deleteLater waits for the event loop; until then the old grid would show through
             cell.deleteLater()
         self.cells = []
         if record is None:
