@@ -64,10 +64,14 @@ def start_in_process(trainer, window=None, **run_arguments: Any):
     return window, thread
 
 
-def run_with_gui(trainer, close_when_done: bool = False, **run_arguments: Any):
-    """Train with the window open; returns the ``RunResult`` after the window is closed (see module docs)."""
+def run_with_gui(trainer, close_when_done: bool = False, window=None, **run_arguments: Any):
+    """Train with the window open; returns the ``RunResult`` after the window is closed (see module docs).
+
+    ``close_when_done`` closes the window when training ends; ``window`` is a MainWindow to use (a new one
+    by default).
+    """
     app = application()
-    window, thread = start_in_process(trainer, **run_arguments)
+    window, thread = start_in_process(trainer, window, **run_arguments)
     if close_when_done:
         from PyQt6 import QtCore
         watcher = QtCore.QTimer(window)

@@ -375,3 +375,15 @@ def test_several_runs_side_by_side_in_their_own_colours(window, qtbot, finished_
     window.close_run(window.connections[0])
     window.refresh()
     assert ("blobs", "train/loss") not in window.charts.charts["train/loss"].lines
+
+
+def test_run_with_gui_trains_on_a_thread_and_returns_the_result(qtbot, settings, tmp_path):
+    from sigma_gui.app import run_with_gui
+    trainer = blobs_trainer(run_directory=tmp_path / "with-gui")
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    result = run_with_gui(trainer, close_when_done=True, window=window, iterations=9)
+    assert result.iteration == 9 and result.reason == "reached 9 iterations"
+    state = window.current.state
+    assert len(state.series["train/loss"]) == 9 and state.status == "finished"
+    assert not window.isVisible()
