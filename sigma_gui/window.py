@@ -41,6 +41,7 @@ CHART_INTERVAL = 1.0
 MAX_CHART_INTERVAL = 10.0
 GUI_CPU_TARGET = 0.03
 GOVERNOR_PERIOD = 1.0
+READOUT_INTERVAL = 0.5  # seconds between updates of the other panels while a run trains
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied
 
@@ -54,6 +55,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart_interval = self.minimum_chart_interval = chart_interval
         self.gui_cpu_share = 0.0  # the GUI thread's CPU seconds per second, over the last governor period
         self._charts_drawn_at = -float("inf")
+        self._readouts_drawn_at = -float("inf")
         self._governor_started = (time.monotonic(), time.thread_time())
         self.setWindowTitle("Sigma")
         self.resize(1280, 860)
@@ -222,15 +224,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.histograms.refresh(current)
         if not force_charts:
             self._govern(training, now)
-        self.control.refresh(current)
-        self.hyperparameters.refresh(current)
-        self.structure.refresh(current)
-        self.predictions.refresh(current)
-        self.draw.refresh(current)
-        self.checkpoints.refresh(current)
-        self.log.refresh(connections)
-        if current is not None:
-            self.setWindowTitle(f"Sigma — {current.name} ({current.state.status})")
+        self.draw.refresh(current)  # every tick: the answer to a drawing should come at once
+        if force_charts or not training or now - self._readouts_drawn_at >= READOUT_INTERVAL:
+            # Read-outs change at every step; repainting them at every tick would cost more than it shows.
+            self._readouts_drawn_at = now
+            self.control.refresh(current)
+            self.hyperparameters.refresh(current)
+            self.structure.refresh(current)
+            self.predictions.refresh(current)
+            self.checkpoints.refresh(current)
+            self.log.refresh(connections)
+            title = "Sigma" if current is None else f"Sigma — {current.name} ({current.state.status})"
+            if self.windowTitle() != title:
+                self.setWindowTitle(title)
 
     def _govern(self, training: bool, now: float) -> None:
         """Adapt ``chart_interval`` so that the GUI thread uses about GUI_CPU_TARGET of a core while training."""
