@@ -225,7 +225,8 @@ def _linear(context: WideContext, layer: nn.Linear, x, shared: bool):
         out = x @ weight.reshape(vendors * out_features, -1).T                          # (N, V*out)
         out = xp.ascontiguousarray(out.reshape(n, vendors, out_features).transpose(1, 0, 2))
     else:
-        out = xp.matmul(x, weight.transpose(0, 2, 1))                                   # (V, N, out)
+        # A transposed view makes numpy's batched matmul leave BLAS (50x slower): transpose into a copy.
+        out = xp.matmul(x, xp.ascontiguousarray(weight.transpose(0, 2, 1)))            # (V, N, out)
     if layer.bias is not None:
         out += context.values(layer.bias).reshape(vendors, 1, out_features)
     return out, False
