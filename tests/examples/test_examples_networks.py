@@ -1,33 +1,14 @@
 """The network examples double as acceptance tests: their --quick versions run
 here with clear floors; the full runs (and their numbers) live in benchmarks/."""
-import importlib.util
-import pathlib
-
 import pytest
 
-import sigma.data
-
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _require_mnist():
-    try:
-        sigma.data.load("mnist", split="test", download=False)
-    except sigma.data.DataError as error:
-        pytest.skip(f"MNIST is not on the data search path here: {error}")
+from example_scripts import load_example, require_dataset
 
 
 @pytest.mark.slow
 def test_beautiful_mnist_quick_learns_digits():
-    _require_mnist()
-    result = _load("beautiful_mnist").main(["--quick"])
+    require_dataset("mnist")
+    result = load_example("beautiful_mnist").main(["--quick"])
     # 40 steps of 128 reach ~95%; chance is 10%.
     assert result["test_accuracy"] >= 0.90
     assert result["losses"][-1] < result["losses"][0] / 4
@@ -35,16 +16,16 @@ def test_beautiful_mnist_quick_learns_digits():
 
 @pytest.mark.slow
 def test_mnist_mlp_quick_learns_digits():
-    _require_mnist()
-    result = _load("mnist_mlp").main(["--quick"])
+    require_dataset("mnist")
+    result = load_example("mnist_mlp").main(["--quick"])
     # one epoch reaches ~96%
     assert result["test_accuracy"] >= 0.95
 
 
 @pytest.mark.slow
 def test_lstm_solves_the_adding_problem_a_memoryless_net_cannot():
-    result = _load("lstm_adding").main(["--quick"])
-    baseline = _load("lstm_adding").BASELINE_MSE
+    result = load_example("lstm_adding").main(["--quick"])
+    baseline = load_example("lstm_adding").BASELINE_MSE
     assert result["lstm_mse"] < 0.05
     # without memory the best possible is about the mean predictor's 1/6
     assert result["feedforward_mse"] > 0.12
