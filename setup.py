@@ -8,7 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["sigma", "sigma.*", "backends", "backends.*", "sigma_gui", "sigma_gui.*"]),
+    packages=find_packages(include=["sigma", "sigma.*", "backends", "backends.*", "sigma_gui", "sigma_gui.*",
+                                    "sigma_marketplace", "sigma_marketplace.*"]),
     include_package_data=True,
     package_data={"sigma": ["data/bundled/*"]},
     install_requires=["numpy>=2", "numba>=0.60", "h5py>=3.8", "tqdm>=4.60"],
@@ -26,6 +27,8 @@ setup(
     entry_points={
         "console_scripts": ["sigma=sigma.cli:main"],
         "sigma.backends": [],
-        "sigma.optimisers": [],
+        # Marketplace registers like any third-party optimiser would.
+        "sigma.optimisers": ["marketplace-v1 = sigma_marketplace:MarketplaceV1",
+                             "marketplace-v2 = sigma_marketplace:MarketplaceV2"],
     },
 )
