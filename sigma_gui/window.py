@@ -35,12 +35,14 @@ from sigma_gui.style import run_colour
 REFRESH_HZ = 10
 # While a run trains, charts are redrawn at most once a chart interval. Drawing axes and curves is Python work
 # on the GUI thread that competes with the training thread for the interpreter and the cores, so the interval
-# adapts: every few seconds the GUI thread's own CPU time is measured, and the interval grows when the GUI used
-# more than GUI_CPU_TARGET of a core, and shrinks back (to CHART_INTERVAL) when it used less.
+# adapts: every second the GUI thread's own CPU time is measured, averaged over about ten seconds (a redraw
+# every few seconds makes single seconds very uneven), and the interval grows while the GUI used more than
+# GUI_CPU_TARGET of a core, and shrinks back towards CHART_INTERVAL while it used less.
 CHART_INTERVAL = 1.0
-MAX_CHART_INTERVAL = 10.0
-GUI_CPU_TARGET = 0.03
+MAX_CHART_INTERVAL = 15.0
+GUI_CPU_TARGET = 0.04
 GOVERNOR_PERIOD = 1.0
+GOVERNOR_MEMORY = 0.9  # weight of the past in the averaged CPU share: a time constant of about ten periods
 READOUT_INTERVAL = 0.5  # seconds between updates of the other panels while a run trains
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied
@@ -244,14 +246,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if now - started_wall < GOVERNOR_PERIOD:
             return
         cpu = time.thread_time()
-        self.gui_cpu_share = (cpu - started_cpu) / (now - started_wall)
+        share = (cpu - started_cpu) / (now - started_wall)
         self._governor_started = (now, cpu)
-        if training:
-            factor = min(4.0, max(0.5, self.gui_cpu_share / GUI_CPU_TARGET))
-            self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval,
-                                                              self.chart_interval * factor))
-        else:
+        if not training:
+            self.gui_cpu_share = share
             self.chart_interval = self.minimum_chart_interval
+            return
+        self.gui_cpu_share = GOVERNOR_MEMORY * self.gui_cpu_share + (1 - GOVERNOR_MEMORY) * share
+        factor = min(1.5, max(0.8, self.gui_cpu_share / GUI_CPU_TARGET))
+        self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval, self.chart_interval * factor))
 
     def _layer_selected(self, layer: str) -> None:
         self.histograms.select_layer(layer)

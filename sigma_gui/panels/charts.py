@@ -177,8 +177,14 @@ class MetricChart(QtWidgets.QWidget):
                 return
             sample = np.log10(sample)
         low, high = clipped_range(sample, quantile)
-        self.plot.setYRange(low, high, padding=0)
-        self.plot.enableAutoRange(axis="x")
+        # Both ranges in one call: the view changes (and the chart repaints) once per refresh, not twice.
+        starts = [line.smoothed.xData[0] for line in self.lines.values() if line.smoothed.xData is not None
+                  and len(line.smoothed.xData)]
+        ends = [line.smoothed.xData[-1] for line in self.lines.values() if line.smoothed.xData is not None
+                and len(line.smoothed.xData)]
+        first, last = float(min(starts)), float(max(ends))
+        margin = 0.02 * (last - first) if last > first else 0.5
+        self.plot.setRange(xRange=(first - margin, last + margin), yRange=(low, high), padding=0)
 
     def _settings_changed(self) -> None:
         self._stamp += 1
