@@ -111,6 +111,8 @@ class MainWindow(QtWidgets.QMainWindow):
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
         dock.setWidget(widget)
+        # A panel brought to the front catches up at once (hidden ones are not refreshed).
+        dock.visibilityChanged.connect(lambda visible: self.refresh() if visible and hasattr(self, "timer") else None)
         self.addDockWidget(where, dock)
         return dock
 
@@ -223,7 +225,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._charts_drawn_at = now
             self.charts.refresh(connections)
             self.accuracy.refresh(connections)
-            self.histograms.refresh(current)
+            if _in_view(self.histograms):  # a panel behind another tab waits until it is shown
+                self.histograms.refresh(current)
         if not force_charts:
             self._govern(training, now)
         self.draw.refresh(current)  # every tick: the answer to a drawing should come at once
@@ -233,7 +236,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.control.refresh(current)
             self.hyperparameters.refresh(current)
             self.structure.refresh(current)
-            self.predictions.refresh(current)
+            if _in_view(self.predictions):
+                self.predictions.refresh(current)
             self.checkpoints.refresh(current)
             self.log.refresh(connections)
             title = "Sigma" if current is None else f"Sigma — {current.name} ({current.state.status})"
@@ -257,8 +261,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval, self.chart_interval * factor))
 
     def _layer_selected(self, layer: str) -> None:
-        self.histograms.select_layer(layer)
         self.docks["Histograms"].raise_()
+        self.histograms.refresh(self.current)  # it may have been behind its tab, and not refreshed
+        self.histograms.select_layer(layer)
 
     # -- layout ---------------------------------------------------------------------------------------------------
     def restore_layout(self) -> bool:
@@ -298,3 +303,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for connection in self.connections:
             connection.close()
         super().closeEvent(event)
+
+
+def _in_view(widget: QtWidgets.QWidget) -> bool:
+    """Whether any of ``widget`` can be seen (a dock behind another's tab counts as visible to Qt, yet is not)."""
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()

@@ -285,6 +285,9 @@ def test_predictions_histograms_structure_and_checkpoints_of_an_image_run(window
     window.add_connection(connect_trainer(trainer))
     trainer.run(iterations=12)
     _settle(window, qtbot)
+    assert window.predictions.cells == []  # behind the draw panel's tab: not built until shown
+    window.docks["Predictions"].raise_()
+    qtbot.wait(20)
     predictions = window.current.state.predictions
     assert len(predictions["images"]) == 16 and np.array(predictions["images"]).shape == (16, 28, 28)
     boxes = window.predictions.cells
@@ -292,7 +295,8 @@ def test_predictions_histograms_structure_and_checkpoints_of_an_image_run(window
     assert len(boxes) == 16 and [box.property("mistaken") for box in boxes] == wrong
     layers = [window.structure.topLevelItem(0).child(i).text(1) for i in range(5)]
     assert layers == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
-    window.structure.layer_selected.emit("1")
+    window.structure.layer_selected.emit("1")  # raises the histograms' tab, which then catches up
+    qtbot.wait(20)
     assert window.histograms.parameter.currentText() == "1.weight"
     bars = window.histograms.bars.opts
     weights = trainer.network.state_dict()["1.weight"].numpy()
