@@ -99,6 +99,9 @@ class MetricChart(QtWidgets.QWidget):
         self.legend = None
         layout.addWidget(self.plot_widget)
         self.plot_widget.scene().sigMouseMoved.connect(self._hover)
+        # A user who zooms or pans keeps that view; pyqtgraph's "A" button (auto range) hands it back.
+        self.user_view = False
+        self.plot.vb.sigRangeChangedManually.connect(self._viewed_by_hand)
         settings.changed.connect(self._settings_changed)
         self._settings_changed()
 
@@ -157,7 +160,14 @@ class MetricChart(QtWidgets.QWidget):
         line.drawn = (len(series), self._stamp)
         self._fit_y()
 
+    def _viewed_by_hand(self, *_mask) -> None:
+        self.user_view = True
+
     def _fit_y(self) -> None:
+        if self.user_view:
+            if not any(self.plot.vb.state["autoRange"]):
+                return
+            self.user_view = False
         if not self.settings.clip_outliers:
             self.plot.enableAutoRange(axis="y")
             return

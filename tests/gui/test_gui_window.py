@@ -73,6 +73,14 @@ def test_window_shows_the_logged_curves_of_a_finished_run(window, qtbot, finishe
     assert window.control.fields["iteration"].text() == "18"
     assert not window.control.buttons["pause"].isEnabled()  # a finished run is read-only
     assert chart.readout_at(0.0).startswith(f"train/loss @ {1 / 6:g}: {values[0]:.4g} (smoothed")
+    chart.plot.vb.setRange(xRange=(1.0, 2.0), yRange=(0.0, 0.5), padding=0)  # the user zooms in
+    chart.plot.vb.sigRangeChangedManually.emit([True, True])
+    window.charts.bar.smoothing.setValue(50)  # a redraw keeps the user's view
+    _settle(window, qtbot, 1)
+    np.testing.assert_allclose(chart.plot.vb.viewRange(), [[1.0, 2.0], [0.0, 0.5]])
+    chart.plot.vb.enableAutoRange()  # pyqtgraph's "A" button: the chart fits itself again
+    chart._settings_changed()
+    assert chart.plot.vb.viewRange()[0][1] > 2.5 and not chart.user_view
 
 
 def test_chart_exports_png_and_csv(window, qtbot, finished_run, tmp_path):
