@@ -115,6 +115,9 @@ class Worker:
         samples, loss_sum = 0, 0.0
         correct = {k: 0 for k in top_k}
         classification = True
+        # A limited pass must not leave a resumable iterator mid-epoch, or the
+        # next full evaluation would see only the batches after this one.
+        position = batches.state_dict() if limit is not None and hasattr(batches, "state_dict") else None
         try:
             with no_grad():
                 for batch in itertools.islice(batches, limit):
@@ -132,6 +135,8 @@ class Worker:
                         correct[k] += count_correct(outputs.data, labels, k)
         finally:
             self.network.train(was_training)
+            if position is not None:
+                batches.load_state_dict(position)
         if samples == 0:
             raise ValueError("evaluation data yielded no batches")
         result = {"loss": loss_sum / samples}
