@@ -10,6 +10,18 @@ from sigma.nn.module import Module
 from sigma.tensor import Tensor, ones, tensor, zeros
 
 
+
+def _add_scale_and_running_statistics(layer, num_features: int, affine: bool, track_running_stats: bool,
+                                      dtype, device) -> None:
+    """The per-feature weight and bias (when affine) and the running-statistics
+    buffers (``None`` when not tracked) that batch and instance norm share."""
+    layer.weight = new_parameter((num_features,), dtype, device) if affine else None
+    layer.bias = new_parameter((num_features,), dtype, device) if affine else None
+    tracked = track_running_stats
+    layer.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device) if tracked else None)
+    layer.register_buffer("running_var", ones(num_features, dtype=dtype, device=device) if tracked else None)
+    layer.register_buffer("num_batches_tracked", tensor(0, dtype="int64", device=device) if tracked else None)
+
 class _BatchNorm(Module):
     input_axes: tuple = ()
 
@@ -22,16 +34,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{layer}: momentum must be in [0, 1] or None (cumulative average), got {momentum}")
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = new_parameter((num_features,), dtype, device) if affine else None
-        self.bias = new_parameter((num_features,), dtype, device) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype="int64", device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _add_scale_and_running_statistics(self, num_features, affine, track_running_stats, dtype, device)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
@@ -160,16 +163,7 @@ class InstanceNorm2d(Module):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"InstanceNorm2d: momentum must be in [0, 1], got {momentum}")
         self.eps, self.momentum, self.affine, self.track_running_stats = eps, momentum, affine, track_running_stats
-        self.weight = new_parameter((num_features,), dtype, device) if affine else None
-        self.bias = new_parameter((num_features,), dtype, device) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype="int64", device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _add_scale_and_running_statistics(self, num_features, affine, track_running_stats, dtype, device)
         if affine:
             init.ones()(self.weight)
             init.zeros()(self.bias)
