@@ -10,7 +10,8 @@ passes only, and the scores decide the update:
 * :class:`MarketplaceV2` composes a descent direction from all paths'
   z-scored losses;
 * :class:`ContinualLearner` serves predictions from random paths and
-  learns from the feedback labels.
+  learns from the feedback labels (:class:`ContinualServing` makes that a
+  trainer run).
 
 Both are ordinary ``sigma.optim`` forward optimisers, registered through
 the ``sigma.optimisers`` entry point as ``marketplace-v1`` and
@@ -36,6 +37,7 @@ from sigma_marketplace.handle import StagedLossHandle, per_sample
 from sigma_marketplace.layers import register_wide_layer
 from sigma_marketplace.market import Marketplace, StepRecord
 from sigma_marketplace.paths import PathPlan
+from sigma_marketplace.serving import ContinualServing
 from sigma_marketplace.stages import Stage, Stages
 from sigma_marketplace.training import MarketplaceInline
 from sigma_marketplace.v1 import MarketplaceV1
@@ -44,4 +46,4 @@ from sigma_marketplace.wide import path_losses
 
 __all__ = ["MarketplaceV1", "MarketplaceV2", "Marketplace", "StepRecord", "Stages", "Stage", "StagedLossHandle",
            "PathPlan", "SeedDeltas", "DirectionDeltas", "draw_seeds", "uniform_delta", "path_losses", "per_sample",
-           "register_wide_layer", "ContinualLearner", "MarketplaceInline"]
+           "register_wide_layer", "ContinualLearner", "ContinualServing", "MarketplaceInline"]

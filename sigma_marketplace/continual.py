@@ -181,6 +181,9 @@ class ContinualLearner:
             raise ValueError(f"ContinualLearner.load_state_dict: expected a dict with 'optimiser' and 'served', "
                              f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}")
         self.optimiser.load_state_dict(state["optimiser"])
-        self.served = int(state["served"])
-        self.stale = int(state.get("stale", 0))
+        self.restore_position(int(state["served"]), int(state.get("stale", 0)))
+
+    def restore_position(self, served: int, stale: int = 0) -> None:
+        """Continue the stream after ``served`` samples; samples waiting for an answer are forgotten."""
+        self.served, self.stale = int(served), int(stale)
         self._waiting, self._answered_paths, self._answered_losses = [], [], []
