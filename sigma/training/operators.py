@@ -190,6 +190,11 @@ class Operator:
         """Whether this process shows progress and writes files (false on MPI ranks other than 0)."""
         return True
 
+    def share_commands(self, command_round: Tuple[Optional[str], List[Any]]) -> Tuple[Optional[str], List[Any]]:
+        """The trainer's command round ``(stop_reason, commands)`` every process applies: the writing
+        process's. Operators whose workers live in one process return it unchanged."""
+        return command_round
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 

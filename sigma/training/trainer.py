@@ -271,21 +271,41 @@ class Trainer:
         """The reason given to :meth:`stop` during this run, or ``None``."""
         return self._stop_reason
 
-    def _handle_commands(self) -> None:
-        while self._stop_reason is None:
-            if self.paused and self._steps_allowed == 0:
-                try:
-                    command = self._commands.get(timeout=0.25)
-                except queue.Empty:
-                    continue
-            else:
-                try:
-                    command = self._commands.get_nowait()
-                except queue.Empty:
-                    if self.paused:
-                        self._steps_allowed -= 1
-                    return
-            self._apply(command)
+    def _handle_commands(self) -> Optional[str]:
+        """Apply the queued commands, waiting while paused; returns the reason to stop, or ``None``.
+
+        Each round the operator shares the round's commands and stop reason of the process that writes
+        output (MPI rank 0, where a GUI's commands arrive) with every process of the run, so that all of
+        them pause, change hyperparameters and stop at the same step; with one process this is a no-op.
+        """
+        while True:
+            waiting = self.paused and self._steps_allowed == 0 and self._stop_reason is None
+            stop_reason, commands = self.operator.share_commands((self._stop_reason, self._take_commands(waiting)))
+            for command in commands:
+                self._apply(command)
+                if command.name == "stop" and stop_reason is None:
+                    stop_reason = command.arguments.get("reason", "stopped by request")
+            if stop_reason is not None:
+                self._stop_reason = stop_reason
+                return stop_reason
+            if not commands and not waiting:
+                if self.paused:
+                    self._steps_allowed -= 1
+                return None
+
+    def _take_commands(self, wait: bool) -> List[Command]:
+        """Every queued command; when ``wait`` is true, first wait up to a quarter second for one."""
+        commands = []
+        if wait:
+            try:
+                commands.append(self._commands.get(timeout=0.25))
+            except queue.Empty:
+                return commands
+        while True:
+            try:
+                commands.append(self._commands.get_nowait())
+            except queue.Empty:
+                return commands
 
     def _apply(self, command: Command) -> None:
         if command.name not in ("stop",):
@@ -386,8 +406,7 @@ class Trainer:
             self._begin(epochs, iterations, until)
             self._fire_event("start")
             while True:
-                self._handle_commands()
-                reason = self._stop_reason or self._target_reached(epoch_target, iterations)
+                reason = self._handle_commands() or self._target_reached(epoch_target, iterations)
                 if reason:
                     break
                 moment = self._step()

@@ -5,9 +5,11 @@ The same script runs inline (``--inline``), under ``mpirun -n 1`` and under
 ``OUT/rank<r>.npz`` so the tests can compare them.
 """
 import argparse
+import json
 import os
 import pathlib
 import sys
+import threading
 import time
 
 import numpy as np
@@ -38,6 +40,8 @@ def main():
     parser.add_argument("--checkpoint-at", type=int, default=0)
     parser.add_argument("--fail-on-rank", type=int, default=-1)
     parser.add_argument("--slow", action="store_true", help="sleep in every step (the kill test)")
+    parser.add_argument("--commands-on-rank-0", action="store_true",
+                        help="rank 0 alone pauses, changes the learning rate and is stopped from another thread")
     options = parser.parse_args()
     out = pathlib.Path(options.out)
 
@@ -62,6 +66,21 @@ def main():
                 raise RuntimeError(f"rank {options.fail_on_rank} failed on purpose")
         extra.append(hooks.Lambda(trouble))
 
+    if options.commands_on_rank_0:
+        def command_from_a_gui(trainer):
+            if operator_rank() != 0:
+                return
+            if trainer.position.iteration == 3:
+                trainer.pause()
+                threading.Timer(0.5, trainer.resume).start()
+            elif trainer.position.iteration == 4:
+                trainer.send("set_lr", value=0.001)
+            elif trainer.position.iteration == 7:
+                stopper = threading.Thread(target=trainer.stop, args=("stopped on rank 0",))
+                stopper.start()
+                stopper.join()
+        extra.append(hooks.Lambda(command_from_a_gui))
+
     def operator_rank():
         return getattr(operator, "rank", 0)
 
@@ -70,7 +89,10 @@ def main():
                       seed=0, run_directory=out / "run", progress_bar=True)
     if options.restore:
         trainer.restore(options.restore)
-    trainer.run(iterations=options.iterations)
+    result = trainer.run(iterations=options.iterations)
+    if options.commands_on_rank_0:
+        (out / f"rank{operator_rank()}.json").write_text(json.dumps(
+            {"reason": result.reason, "iteration": result.iteration, "lr": trainer.optimiser.param_groups[0]["lr"]}))
     np.savez(out / f"rank{operator_rank()}.npz",
              **{name: tensor.numpy() for name, tensor in network.state_dict().items()})
     if operator_rank() == 0:

@@ -112,6 +112,20 @@ def test_an_exception_on_one_rank_aborts_the_job(tmp_path):
     assert not (tmp_path / "rank0.npz").exists()
 
 
+def test_commands_that_reach_rank_0_alone_are_applied_by_every_rank(tmp_path):
+    """A GUI drives rank 0 only: its pause, learning-rate edit and stop must reach rank 1 at the same step, or
+    rank 1 would wait for ever in the next all-reduce."""
+    started = time.monotonic()
+    code, output = finish(launch(tmp_path, "--commands-on-rank-0", "--iterations", 1000, ranks=2), timeout=90)
+    assert code == 0, output[-3000:]
+    ends = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ends[0] == ends[1] == {"reason": "stopped on rank 0", "iteration": 7, "lr": 0.001}
+    np.testing.assert_equal(load(tmp_path / "rank0.npz"), load(tmp_path / "rank1.npz"))
+    assert time.monotonic() - started > 0.5  # rank 1 waited out rank 0's pause
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [e["name"] for e in events if e["kind"] == "command"] == ["pause", "resume", "set_lr"]
+
+
 def test_killing_one_rank_ends_the_job_within_seconds(tmp_path):
     process = launch(tmp_path, "--slow", "--iterations", 1000, ranks=2)
     deadline = time.monotonic() + 60
