@@ -1,8 +1,9 @@
-"""The ``sigma`` command: train the demo or your own script, resume runs, inspect checkpoints, list runs.
+"""The ``sigma`` command: train the demo or your own script, resume runs, watch them, inspect checkpoints.
 
     sigma demo [--model mlp|cnn] [--epochs N] [--sample]   train on MNIST, print test accuracy
     sigma train script.py [--epochs N | --iterations N]     run the trainer your script builds
     sigma resume runs/<name>                                continue a run from its last checkpoint
+    sigma gui [runs/<name> ...]                             watch and drive runs, live or finished
     sigma inspect checkpoint.h5                             what a checkpoint holds
     sigma runs                                              the runs under ./runs
 
@@ -13,6 +14,16 @@ The command gives the trainer a run directory under ``runs/`` and, unless
 the script has its own ``Checkpoint`` hook, one that keeps
 ``checkpoints/last.h5`` at each epoch end and when training stops, so that
 ``sigma resume`` can continue.
+
+``demo``, ``train`` and ``resume`` take ``--gui``: train with the window
+open (training on a thread; closing the window stops the run after its
+current step, and the last checkpoint is written), ending when the window
+is closed, or when training ends with ``--gui-close-when-done``. With or
+without ``--gui``, every run they start publishes its control channel
+(``sigma_gui.attach_remote``: 127.0.0.1, with a token in the run
+directory's ``control.json`` that only its owner can read), so that
+``sigma gui runs/<name>`` opened beside it can pause, resume, step and stop
+it and change its learning rate.
 
 Example:
     >>> from sigma.cli import build_parser
@@ -90,12 +101,46 @@ def _prepare(trainer, run, recipe: Dict[str, Any]):
     if not any(isinstance(h, hooks.Checkpoint) for h in trainer.hooks):
         trainer.add_hook(hooks.Checkpoint(every(1, "epoch") | on("stop"), save_top_k=0, save_last=True,
                                           name="last_checkpoint"))
+    _publish_control_channel(trainer)
     return trainer
 
 
-def _train(trainer, run, arguments: Dict[str, Any], out) -> int:
+def _publish_control_channel(trainer) -> None:
+    """Let ``sigma gui RUN_DIR`` in another process drive the run (sigma_gui's connection layer needs no Qt).
+
+    Every run of the command gets it, with ``--gui`` too, so that its checkpoints hold the same hooks whichever
+    way it is resumed.
+    """
     try:
-        result = trainer.run(**arguments)
+        from sigma_gui import attach_remote
+    except ImportError:  # installed without sigma_gui: the run can still be watched read-only
+        return
+    attach_remote(trainer)
+
+
+def _check_gui(args) -> None:
+    """A CommandError before anything is trained when ``--gui`` cannot open a window here."""
+    if not args.gui:
+        if args.gui_close_when_done:
+            raise CommandError("--gui-close-when-done needs --gui")
+        return
+    try:
+        from sigma_gui.app import launch_problem
+    except ImportError as error:
+        raise CommandError(f"--gui needs the sigma_gui package, which cannot be imported ({error})") from None
+    problem = launch_problem()
+    if problem:
+        raise CommandError(f"--gui: {problem}")
+
+
+def _train(trainer, run, arguments: Dict[str, Any], out, args=None) -> int:
+    gui = args is not None and args.gui
+    try:
+        if gui:
+            from sigma_gui.app import run_with_gui
+            result = run_with_gui(trainer, close_when_done=args.gui_close_when_done, **arguments)
+        else:
+            result = trainer.run(**arguments)
     except KeyboardInterrupt:
         print(f"\ninterrupted at epoch {trainer.position.epoch}, iteration {trainer.position.iteration}; "
               f"continue with: sigma resume {run.path}", file=out)
@@ -119,6 +164,7 @@ def _overrides(args) -> Dict[str, Any]:
 def command_demo(args, out) -> int:
     from sigma.io import RunDirectory
     from sigma.training import demo
+    _check_gui(args)
     arguments = {"model": args.model, "batch_size": args.batch_size, "sample": args.sample,
                  "checkpoint_every": args.checkpoint_every}
     recipe = demo.recipe(**arguments)
@@ -126,22 +172,24 @@ def command_demo(args, out) -> int:
     stop = _run_arguments(defaults, {"epochs": args.epochs, "iterations": args.iterations})
     run = RunDirectory.create(args.name or f"demo-{args.model}", root=args.root)
     _prepare(trainer, run, {**recipe, "run": _overrides(args)})
-    return _train(trainer, run, stop, out)
+    return _train(trainer, run, stop, out, args)
 
 
 def command_train(args, out) -> int:
     from sigma.io import RunDirectory
+    _check_gui(args)
     path = pathlib.Path(args.script).resolve()
     recipe = {"kind": "script", "path": str(path)}
     trainer, defaults = build_from_recipe(recipe)
     stop = _run_arguments(defaults, {"epochs": args.epochs, "iterations": args.iterations})
     run = RunDirectory.create(args.name or path.stem, root=args.root)
     _prepare(trainer, run, {**recipe, "run": _overrides(args)})
-    return _train(trainer, run, stop, out)
+    return _train(trainer, run, stop, out, args)
 
 
 def command_resume(args, out) -> int:
     from sigma.io import RunDirectory
+    _check_gui(args)
     run = RunDirectory.open(args.run)
     description = run.read_description()
     recipe = description.get("recipe")
@@ -158,7 +206,15 @@ def command_resume(args, out) -> int:
     trainer.restore(checkpoint)
     print(f"resuming {run.name} from {checkpoint} (epoch {trainer.position.epoch}, "
           f"iteration {trainer.position.iteration})", file=out)
-    return _train(trainer, run, stop, out)
+    return _train(trainer, run, stop, out, args)
+
+
+def command_gui(args, out) -> int:
+    try:
+        from sigma_gui import app
+    except ImportError as error:
+        raise CommandError(f"the sigma_gui package cannot be imported ({error})") from None
+    return app.main(args.runs)
 
 
 def _format_bytes(size: int) -> str:
@@ -259,14 +315,20 @@ def command_runs(args, out) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sigma", description="Sigma: train networks, resume runs, inspect "
-                                     "checkpoints.")
+    parser = argparse.ArgumentParser(prog="sigma", description="Sigma: train networks, resume runs, watch them, "
+                                     "inspect checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_stop_options(command):
         group = command.add_mutually_exclusive_group()
         group.add_argument("--epochs", type=float, help="train until this many epochs in all")
         group.add_argument("--iterations", type=int, help="train until this many steps in all")
+
+    def add_gui_options(command):
+        command.add_argument("--gui", action="store_true", help="train with the window open (needs the gui "
+                             "extra); the command ends when the window is closed, which stops the run")
+        command.add_argument("--gui-close-when-done", action="store_true",
+                             help="with --gui: close the window when training ends")
 
     def add_run_options(command):
         command.add_argument("--name", help="the run's name (its folder under --root)")
@@ -279,16 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoint-every", type=int, default=100, help="steps between last.h5 updates")
     add_stop_options(demo)
     add_run_options(demo)
+    add_gui_options(demo)
 
     train = commands.add_parser("train", help="run the trainer a script builds (its make_trainer())")
     train.add_argument("script")
     add_stop_options(train)
     add_run_options(train)
+    add_gui_options(train)
 
     resume = commands.add_parser("resume", help="continue a run from its last checkpoint")
     resume.add_argument("run", help="the run directory, e.g. runs/demo-mlp")
     resume.add_argument("--checkpoint", help="a checkpoint other than checkpoints/last.h5")
     add_stop_options(resume)
+    add_gui_options(resume)
+
+    gui = commands.add_parser("gui", help="open runs in the window, live or finished (needs the gui extra)")
+    gui.add_argument("runs", nargs="*", help="run directories to open side by side, e.g. runs/demo-mlp")
 
     inspect = commands.add_parser("inspect", help="show what a checkpoint holds")
     inspect.add_argument("checkpoint")
@@ -299,8 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"demo": command_demo, "train": command_train, "resume": command_resume, "inspect": command_inspect,
-             "runs": command_runs}
+_COMMANDS = {"demo": command_demo, "train": command_train, "resume": command_resume, "gui": command_gui,
+             "inspect": command_inspect, "runs": command_runs}
 
 
 def main(argv: Optional[Sequence[str]] = None, out=None) -> int:

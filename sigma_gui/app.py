@@ -1,9 +1,15 @@
-"""Starting the GUI: ``python -m sigma_gui RUN_DIR ...`` and ``run_with_gui(trainer, epochs=...)``.
+"""Starting the GUI: ``sigma gui RUN_DIR ...``, ``sigma demo --gui``, ``trainer.run(gui=True)``.
 
-``run_with_gui`` trains on a worker thread while the window runs on the
-main thread (Qt requires its widgets there), and returns the trainer's
-``RunResult`` once the window is closed. Closing the window while the run
-trains stops the run after its current step.
+``run_with_gui`` (what ``--gui`` and ``trainer.run(gui=True)`` call) trains
+on a worker thread while the window runs on the main thread (Qt requires
+its widgets there), and returns the trainer's ``RunResult`` once the
+window is closed. Closing the window while the run trains, or pressing
+Ctrl-C in the terminal, stops the run after its current step (its hooks
+see the ``stop`` moment, so a ``Checkpoint(on("stop"))`` writes its file).
+
+The window needs PyQt6 and pyqtgraph (the ``gui`` extra) and a display;
+:func:`check_gui_packages` and :func:`display_problem` say what is missing
+before Qt is touched.
 
 Example (a script)::
 
@@ -16,12 +22,39 @@ Example (a script)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import signal
 import sys
 import threading
 from typing import Any, Dict, Optional, Sequence
 
 from sigma_gui.connection import connect_trainer
+
+GUI_PACKAGES = (("PyQt6", "PyQt6"), ("PyQt6.QtWidgets", "PyQt6"), ("pyqtgraph", "pyqtgraph"))
+INSTALL_HINT = ("install the gui extra: python -m pip install -e '.[gui]' in a Sigma checkout, or "
+                "python -m pip install 'sigma[gui]'")
+
+
+def check_gui_packages() -> None:
+    """Raise an ImportError that names what is missing and how to install it, unless PyQt6 and pyqtgraph import.
+
+    Example:
+        >>> from sigma_gui.app import INSTALL_HINT
+        >>> "'.[gui]'" in INSTALL_HINT and "sigma[gui]" in INSTALL_HINT
+        True
+    """
+    problems = []
+    for module, package in GUI_PACKAGES:
+        if any(package in problem for problem in problems):
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            problems.append(f"{package} ({error})")
+    if problems:
+        raise ImportError(f"the Sigma GUI needs PyQt6 and pyqtgraph; cannot import {', '.join(problems)}: "
+                          f"{INSTALL_HINT}")
 
 
 def application():
@@ -35,11 +68,15 @@ def application():
 
 
 class TrainingThread(threading.Thread):
-    """``trainer.run(**arguments)`` on a thread; keeps the result or the error for the GUI thread."""
+    """``trainer.run(**arguments)`` on a thread; keeps the result or the error for the GUI thread.
 
-    def __init__(self, trainer, arguments: Dict[str, Any]):
+    ``records``: a queue the window reads (the in-process connection's); when the run ends, the thread puts
+    the run's final status and the reason it ended there, which the trainer's hooks cannot see.
+    """
+
+    def __init__(self, trainer, arguments: Dict[str, Any], records=None):
         super().__init__(name="sigma-training", daemon=True)
-        self.trainer, self.arguments = trainer, arguments
+        self.trainer, self.arguments, self.records = trainer, arguments, records
         self.result = None
         self.error: Optional[BaseException] = None
 
@@ -48,6 +85,10 @@ class TrainingThread(threading.Thread):
             self.result = self.trainer.run(**self.arguments)
         except BaseException as error:  # handed to the caller on the main thread
             self.error = error
+            return
+        if self.records is not None:
+            status = "stopped" if self.trainer.stop_requested else "finished"
+            self.records.put({"kind": "description", "status": status, "reason": self.result.reason})
 
 
 def start_in_process(trainer, window=None, **run_arguments: Any):
@@ -58,8 +99,8 @@ def start_in_process(trainer, window=None, **run_arguments: Any):
     from sigma_gui.window import MainWindow
     application()
     window = window or MainWindow()
-    window.add_connection(connect_trainer(trainer))
-    thread = TrainingThread(trainer, run_arguments)
+    connection = window.add_connection(connect_trainer(trainer))
+    thread = TrainingThread(trainer, run_arguments, records=getattr(connection.source, "queue", None))
     thread.start()
     return window, thread
 
@@ -67,24 +108,54 @@ def start_in_process(trainer, window=None, **run_arguments: Any):
 def run_with_gui(trainer, close_when_done: bool = False, window=None, **run_arguments: Any):
     """Train with the window open; returns the ``RunResult`` after the window is closed (see module docs).
 
-    ``close_when_done`` closes the window when training ends; ``window`` is a MainWindow to use (a new one
-    by default).
+    ``close_when_done`` closes the window when training ends (else it stays open for a look at the
+    finished run); ``window`` is a MainWindow to use (a new one by default). Raises ImportError (naming the
+    ``gui`` extra) without PyQt6 or pyqtgraph, and RuntimeError where no window can open.
     """
+    check_gui_packages()
+    problem = display_problem()
+    if problem:
+        raise RuntimeError(problem)
     app = application()
     window, thread = start_in_process(trainer, window, **run_arguments)
+    from PyQt6 import QtCore
     if close_when_done:
-        from PyQt6 import QtCore
         watcher = QtCore.QTimer(window)
         watcher.timeout.connect(lambda: None if thread.is_alive() else window.close())
         watcher.start(200)
     window.show()
-    app.exec()
+    with _CtrlCClosesWindow(window, trainer):
+        app.exec()
     if thread.is_alive():
-        trainer.stop("the GUI window was closed")
+        if not trainer.stop_requested:
+            trainer.stop("the GUI window was closed")
         thread.join()
     if thread.error is not None:
         raise thread.error
     return thread.result
+
+
+class _CtrlCClosesWindow:
+    """While the Qt loop runs, Ctrl-C stops the run and closes the window (Qt would otherwise swallow it until
+    the next Python call, and then abort on the KeyboardInterrupt raised inside a slot)."""
+
+    def __init__(self, window, trainer=None):
+        self.window, self.trainer = window, trainer
+        self.previous = None
+
+    def _interrupted(self, _signal_number, _frame) -> None:
+        if self.trainer is not None and self.trainer.running and not self.trainer.stop_requested:
+            self.trainer.stop("interrupted from the terminal (Ctrl-C)")
+        self.window.close()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._interrupted)
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def display_problem(environment=None, platform: str = sys.platform) -> str:
@@ -104,18 +175,32 @@ def display_problem(environment=None, platform: str = sys.platform) -> str:
             "session, under xvfb-run, or with QT_QPA_PLATFORM=offscreen")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sigma gui", description="Watch and drive Sigma training runs.")
-    parser.add_argument("runs", nargs="*", help="run directories to open (live or finished), e.g. runs/demo-mlp")
+def launch_problem() -> str:
+    """Why the window cannot open here ('' if it can): the gui extra missing, or no display."""
+    try:
+        check_gui_packages()
+    except ImportError as error:
+        return str(error)
+    return display_problem()
+
+
+def build_parser(prog: str = "sigma gui") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Watch and drive Sigma training runs.")
+    parser.add_argument("runs", nargs="*", help="run directories to open side by side (live or finished), "
+                        "e.g. runs/demo-mlp")
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``sigma gui [RUN_DIR ...]``: open the runs side by side; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    problem = display_problem()
+def main(argv: Optional[Sequence[str]] = None, prog: str = "sigma gui") -> int:
+    """``sigma gui [RUN_DIR ...]``: open the runs side by side until the window is closed; the exit status.
+
+    A run directory that cannot be opened shows an error dialog in the window; a missing PyQt6 or pyqtgraph,
+    or no display, is a message on stderr and status 1.
+    """
+    args = build_parser(prog).parse_args(argv)
+    problem = launch_problem()
     if problem:
-        print(f"sigma gui: {problem}", file=sys.stderr)
+        print(f"{prog}: {problem}", file=sys.stderr)
         return 1
     app = application()
     from sigma_gui.window import MainWindow
@@ -123,4 +208,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path in args.runs:
         window.open_run_directory(path)
     window.show()
-    return app.exec()
+    with _CtrlCClosesWindow(window):
+        return app.exec()

@@ -61,6 +61,7 @@ class RunState:
         self.description: Dict[str, Any] = {}
         self.series: Dict[str, MetricSeries] = {}
         self.status = "unknown"
+        self.reason: Optional[str] = None  # why the run ended (None while it runs, or when unknown)
         self.epoch = 0
         self.iteration = 0
         self.epoch_detail = 0.0
@@ -150,6 +151,8 @@ class RunState:
         status = record.get("status")
         if isinstance(status, str):
             self.status = status
+        if isinstance(record.get("reason"), str) and not self.live:  # a running run's run.json keeps an old one
+            self.reason = record["reason"]
         optimiser = record.get("optimiser")
         if isinstance(optimiser, dict) and isinstance(optimiser.get("param_groups"), list):
             self.hyperparameters = [dict(group) for group in optimiser["param_groups"]]
@@ -185,6 +188,7 @@ class RunState:
         if self.started_at is not None and self.last_time is not None:
             self.elapsed_before += max(0.0, self.last_time - self.started_at)
         self.started_at = float(record.get("time", clock.time()))
+        self.reason = None
         self._message(record.get("time"), "info", f"run started at epoch {self.epoch}, iteration {self.iteration}")
 
     def _end_stretch(self, record: Mapping[str, Any], status: str) -> None:
@@ -196,10 +200,13 @@ class RunState:
     def _on_stop(self, record: Mapping[str, Any]) -> None:
         reason = record.get("reason") or "finished"
         self._end_stretch(record, "stopped" if "request" in str(reason) else "finished")
+        if record.get("reason"):  # an in-process feed knows only a requested stop's reason; the rest come later
+            self.reason = str(record["reason"])
         self._message(record.get("time"), "info", f"run ended: {reason}")
 
     def _on_error(self, record: Mapping[str, Any]) -> None:
         self._end_stretch(record, "failed")
+        self.reason = str(record.get("error", "failed"))
         self._message(record.get("time"), "error", f"run failed: {record.get('error', '?')}")
 
     def _on_pause(self, record: Mapping[str, Any]) -> None:

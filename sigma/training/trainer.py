@@ -373,11 +373,23 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, epochs: Optional[float] = None, iterations: Optional[int] = None,
-            until: Optional[Condition] = None) -> RunResult:
+            until: Optional[Condition] = None, gui: bool = False) -> RunResult:
         """Train until ``epochs`` epochs or ``iterations`` steps have been done in all (counting from
         the start of training, restored runs included), or ``until`` becomes true after a step, or
         :meth:`stop` is called: whichever comes first.
+
+        ``gui=True`` trains with Sigma's window open (``sigma_gui.app.run_with_gui``: training on a
+        worker thread, the window on this one) and returns once the window is closed; closing it while
+        the run trains stops the run after its current step. It needs the ``gui`` extra
+        (``pip install 'sigma[gui]'``) and a display.
         """
+        if gui:
+            try:
+                from sigma_gui.app import run_with_gui
+            except ImportError as error:
+                raise ImportError(f"run(gui=True) needs the sigma_gui package, which cannot be imported ({error}); "
+                                  "install Sigma with its gui extra: pip install 'sigma[gui]'") from error
+            return run_with_gui(self, epochs=epochs, iterations=iterations, until=until)
         if self.running:
             raise RuntimeError("run: this trainer is already running")
         if self.fast_dev_run:

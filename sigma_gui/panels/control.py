@@ -46,10 +46,11 @@ class ControlPanel(QtWidgets.QWidget):
         layout.addLayout(buttons)
         form = QtWidgets.QFormLayout()
         self.fields = {}
-        for name in ("run", "status", "epoch", "iteration", "elapsed", "samples/s", "optimiser", "operator",
-                     "connection"):
+        for name in ("run", "status", "ended because", "epoch", "iteration", "elapsed", "samples/s", "optimiser",
+                     "operator", "connection"):
             label = QtWidgets.QLabel("-")
             label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(name == "ended because")
             form.addRow(name, label)
             self.fields[name] = label
         layout.addLayout(form)
@@ -86,7 +87,7 @@ class ControlPanel(QtWidgets.QWidget):
         batches = state.batches_per_epoch
         throughput = state.latest.get("throughput")
         values = {
-            "run": state.name, "status": state.status,
+            "run": state.name, "status": state.status, "ended because": state.reason or "-",
             "epoch": f"{state.epoch_detail:.2f}" if batches else str(state.epoch),
             "iteration": f"{state.iteration:,}", "elapsed": format_seconds(state.elapsed(time.time())),
             "samples/s": f"{throughput:,.0f}" if throughput is not None else "-",

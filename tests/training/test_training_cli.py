@@ -3,9 +3,11 @@ import io
 import json
 import pathlib
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -162,3 +164,85 @@ def test_demo_on_the_real_mnist(tmp_path):
     assert accuracy > 90.0
     checkpoints = sorted(p.name for p in (tmp_path / "demo-mlp" / "checkpoints").iterdir())
     assert checkpoints == ["last.h5"]  # no epoch ended, so no best-of checkpoints yet
+
+
+def test_gui_options_without_pyqt6_give_a_clear_message(tmp_path, script, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "PyQt6", None)  # what `import PyQt6` meets where it is not installed
+    assert sigma_command("gui", tmp_path)[0] == 1
+    error = capsys.readouterr().err
+    assert error.startswith("sigma gui: the Sigma GUI needs PyQt6 and pyqtgraph; cannot import PyQt6")
+    assert "pip install -e '.[gui]'" in error and "'sigma[gui]'" in error and "Traceback" not in error
+    assert sigma_command("train", script, "--gui", "--iterations", 3, "--root", tmp_path / "runs")[0] == 1
+    assert "sigma train: --gui: the Sigma GUI needs PyQt6" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before anything was trained
+    trainer = cli.build_from_recipe({"kind": "script", "path": str(script)})[0]
+    with pytest.raises(ImportError, match=r"cannot import PyQt6.*pip install 'sigma\[gui\]'"):
+        trainer.run(iterations=3, gui=True)
+    assert trainer.position.iteration == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux needs DISPLAY or WAYLAND_DISPLAY")
+def test_gui_options_without_a_display_give_a_clear_message(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("PyQt6", reason="without PyQt6 the missing package is reported first")
+    pytest.importorskip("pyqtgraph", reason="without pyqtgraph the missing package is reported first")
+    for variable in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(variable, raising=False)
+    assert sigma_command("gui")[0] == 1
+    assert "no display to open a window on" in capsys.readouterr().err
+    assert sigma_command("demo", "--sample", "--gui", "--root", tmp_path / "runs")[0] == 1
+    assert "sigma demo: --gui: no display to open a window on" in capsys.readouterr().err
+    assert sigma_command("demo", "--sample", "--gui-close-when-done", "--root", tmp_path / "runs")[0] == 1
+    assert "--gui-close-when-done needs --gui" in capsys.readouterr().err
+
+
+LONG_SCRIPT = SCRIPT.replace('RUN = {{"epochs": 2}}', 'RUN = {{"iterations": 10 ** 7}}')
+
+
+def test_a_sigma_train_process_is_paused_resumed_and_stopped_through_its_control_channel(tmp_path):
+    """`sigma gui runs/<name>` beside a running `sigma train`: the run publishes its channel; drive it."""
+    from sigma_gui import ControlError, open_run
+    script = tmp_path / "long_script.py"
+    script.write_text(LONG_SCRIPT.format(here=str(HERE)))
+    run_path = tmp_path / "runs" / "live"
+    process = subprocess.Popen([sys.executable, "-m", "sigma.cli", "train", str(script), "--root",
+                                str(tmp_path / "runs"), "--name", "live"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_path / "control.json").is_file():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the run never published control.json"
+            time.sleep(0.05)
+        assert stat.S_IMODE((run_path / "control.json").stat().st_mode) == 0o600
+        connection = open_run(run_path)
+        assert connection.can_control
+        connection.send("pause")
+        while not connection.send("status")["paused"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        held = connection.send("status")["iteration"]
+        time.sleep(0.5)
+        assert connection.send("status")["iteration"] == held  # not one step while paused
+        connection.send("set_lr", value=0.005)
+        connection.send("resume")
+        while connection.send("status")["iteration"] < held + 20:
+            assert time.monotonic() < deadline, "the run did not go on after resume"
+            time.sleep(0.02)
+        with pytest.raises(ControlError, match="the run refused jump: unknown trainer command 'jump'"):
+            connection.send("jump")
+        connection.send("stop")
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "stopped by request (epoch" in stdout
+    assert not (run_path / "control.json").exists()
+    records = sigma.io.RunDirectory.open(run_path).read_events()[0]
+    commands = [(r["kind"], r.get("name"), r["iteration"]) for r in records if r["kind"] in ("pause", "resume",
+                                                                                           "command")]
+    assert ("pause", None, held) in commands and ("resume", None, held) in commands
+    assert ("command", "set_lr", held) in commands
+    assert sigma.io.checkpoint_summary(run_path / "checkpoints" / "last.h5")["optimiser"]["param_groups"][0]["lr"] \
+        == 0.005
