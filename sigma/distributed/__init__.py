@@ -14,7 +14,8 @@ from sigma.distributed.communicator import CommunicationError, Communicator, Sin
 from sigma.distributed.local import LocalCommunicator, LocalGroup
 from sigma.distributed.mpi import MPICommunicator, abort_on_uncaught_exception, launched_by_mpi, mpi_available
 from sigma.distributed.nccl import NCCLCommunicator, nccl_available
+from sigma.distributed.staged import HostStaged
 
 __all__ = ["Communicator", "CommunicationError", "SingleProcess", "LocalGroup", "LocalCommunicator",
-           "MPICommunicator", "NCCLCommunicator", "abort_on_uncaught_exception", "launched_by_mpi",
+           "MPICommunicator", "NCCLCommunicator", "HostStaged", "abort_on_uncaught_exception", "launched_by_mpi",
            "mpi_available", "nccl_available"]

@@ -10,7 +10,7 @@ Example:
 from sigma.training.condition import Always, Condition, Never
 from sigma.training.criteria import best, nonfinite, patience, threshold
 from sigma.training.observation import Averager, Observation
-from sigma.training.operators import MPI, Inline, ModelAveraging, MultiWorker, Operator, Worker
+from sigma.training.operators import MPI, Inline, ModelAveraging, MultiGPU, MultiWorker, Operator, Worker
 from sigma.training.position import Moment, Position
 from sigma.training.timesteps import at, every, on
 from sigma.training import hooks
@@ -18,5 +18,5 @@ from sigma.training.hooks import NonFiniteError
 from sigma.training.trainer import Command, RunResult, Trainer
 
 __all__ = ["Trainer", "RunResult", "Command", "Condition", "Always", "Never", "every", "at", "on", "threshold",
-           "best", "patience", "nonfinite", "Observation", "Averager", "Operator", "Inline", "MultiWorker", "MPI", "ModelAveraging", "Worker", "Moment",
+           "best", "patience", "nonfinite", "Observation", "Averager", "Operator", "Inline", "MultiWorker", "MultiGPU", "MPI", "ModelAveraging", "Worker", "Moment",
            "Position", "hooks", "NonFiniteError"]

@@ -222,4 +222,5 @@ class Inline(Operator):
 # Defined in their own modules, which build on the classes above.
 from sigma.training.data_parallel import GradientAllReduce, ModelAveraging  # noqa: E402
 from sigma.training.multiworker import MultiWorker  # noqa: E402
+from sigma.training.multigpu import MultiGPU  # noqa: E402
 from sigma.training.mpi_operator import MPI  # noqa: E402
