@@ -72,16 +72,26 @@ class RunConnection:
                                "run without a control channel")
         return self.control.send(command, **arguments)
 
-    def classify(self, drawing: np.ndarray, request: Any = None) -> Optional[list]:
-        """Classify a drawing with the current model (in-process runs only).
+    @property
+    def can_classify(self) -> bool:
+        """Whether a drawing can be classified: the model is in this process, or a live run takes commands."""
+        return self.in_process or (self.can_control and self.state.live)
 
-        While the trainer runs, the request becomes a ``classify`` command and the answer arrives as a
-        ``classification`` record (returns ``None``); otherwise the probabilities are returned at once.
+    def classify(self, drawing: np.ndarray, request: Any = None) -> Optional[list]:
+        """Classify a drawing with the current model.
+
+        While the trainer runs (in this process, or in another through its control channel), the request
+        becomes a ``classify`` command and the answer arrives as a ``classification`` record carrying
+        ``request`` (returns ``None``); a trainer in this process that is not running answers at once.
         """
         if self.trainer is None:
-            raise ControlError(f"{self.name} runs in another process: its model is not at hand for drawing")
+            if not self.can_classify:
+                raise ControlError(f"{self.name}: its model is in another process, and the run is not training "
+                                   "with a control channel, so nothing can classify the drawing")
+            self.control.send("classify", image=drawing_as_lists(drawing), request=request)
+            return None
         if self.trainer.running:
-            self.trainer.send("classify", image=np.asarray(drawing, dtype=np.float64), request=request)
+            self.trainer.send("classify", image=drawing_as_lists(drawing), request=request)
             return None
         probabilities = model_access.classify(self.trainer, drawing)
         self.state.apply([{"kind": "classification", "request": request, "probabilities": probabilities,
@@ -101,6 +111,19 @@ class _Discard:
 
     def put(self, item: Any) -> None:
         pass
+
+
+def drawing_as_lists(drawing: np.ndarray) -> list:
+    """A drawing as nested lists of values rounded to 3 decimals: what a command carries (it is logged as JSON,
+    and may travel over the control channel), about 3 KB for 28x28.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigma_gui.connection import drawing_as_lists
+        >>> drawing_as_lists(np.array([[0.0, 0.12345], [1.0, 0.5]]))
+        [[0.0, 0.123], [1.0, 0.5]]
+    """
+    return np.round(np.asarray(drawing, dtype=np.float64), 3).tolist()
 
 
 def connect_trainer(trainer, name: Optional[str] = None, **feed_options: Any) -> RunConnection:

@@ -13,9 +13,12 @@ itself (network description, histograms, predictions, log messages) into
 the run directory's event log, so that a GUI in another process sees them.
 
 Both register two trainer commands: ``restore_checkpoint`` (``path``: load
-a checkpoint into the running trainer between steps) and, for the queue
-feed, ``classify`` (``image``: a 2-d array in [0, 1], answered with a
-``classification`` record).
+a checkpoint into the running trainer between steps) and ``classify``
+(``image``: a 2-d array in [0, 1] as nested lists, so that the command can
+be logged and sent over the control channel; ``request``: an id the answer
+carries). The answer, a ``classification`` record, goes out through every
+feed the trainer has: to a window in this process and, through the event
+log, to windows in others.
 
 Example:
     >>> import queue
@@ -108,6 +111,7 @@ class Feed(Hook):
     def setup(self, trainer) -> None:
         self._network_sent = False
         trainer.register_command("restore_checkpoint", self.restore_checkpoint)
+        trainer.register_command("classify", classify_command)
         self._log_forwarder = _LogForwarder(self, trainer)
         logging.getLogger(self.logger_name).addHandler(self._log_forwarder)
 
@@ -194,7 +198,6 @@ class QueueFeed(Feed):
     def setup(self, trainer) -> None:
         super().setup(trainer)
         trainer.attach_averager(self.averager)
-        trainer.register_command("classify", model_access.classify_command(self))
         self._hyperparameters = hyperparameters(trainer.optimiser)
         self._last_checkpoint = trainer.last_checkpoint
         self.emit(trainer, self._stamp(trainer, "description", **describe_trainer(trainer)))
@@ -248,6 +251,16 @@ class EventLogFeed(Feed):
         trainer.record(record["kind"], **fields)
 
 
+def classify_command(trainer, image, request: Any = None) -> None:
+    """The ``classify`` command: the current model's class probabilities for a drawing, as a ``classification``
+    record sent through every feed of the trainer (whichever window asked, in this process or another)."""
+    probabilities = model_access.classify(trainer, np.asarray(image, dtype=np.float64))
+    for feed in trainer.hooks:
+        if isinstance(feed, Feed):
+            feed.emit(trainer, feed._stamp(trainer, "classification", request=request, probabilities=probabilities,
+                                           predicted=int(np.argmax(probabilities))))
+
+
 def describe_trainer(trainer) -> Dict[str, Any]:
     """The run description an in-process GUI starts from (the same keys as ``run.json``)."""
     return {"name": trainer.run_directory.name if trainer.run_directory is not None else "this process",
@@ -258,4 +271,4 @@ def describe_trainer(trainer) -> Dict[str, Any]:
             "samples_seen": trainer.samples_seen, "target_iterations": trainer.target_iterations}
 
 
-__all__ = ["Feed", "QueueFeed", "EventLogFeed", "histogram", "hyperparameters", "describe_trainer"]
+__all__ = ["Feed", "QueueFeed", "EventLogFeed", "histogram", "hyperparameters", "describe_trainer", "classify_command"]

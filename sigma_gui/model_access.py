@@ -147,15 +147,6 @@ def classify(trainer, drawing: np.ndarray) -> List[float]:
     return _forward(trainer, drawing_as_input(trainer, drawing))[0].tolist()
 
 
-def classify_command(feed):
-    """A ``classify(image, request)`` trainer command answering through ``feed`` with a classification record."""
-    def handler(trainer, image, request: Any = None) -> None:
-        probabilities = classify(trainer, np.asarray(image))
-        feed.emit(trainer, feed._stamp(trainer, "classification", request=request, probabilities=probabilities,
-                                       predicted=int(np.argmax(probabilities))))
-    return handler
-
-
 def restore_checkpoint(trainer, path: str) -> None:
     """Load the checkpoint at ``path`` into the trainer, between steps of a running run."""
     from sigma.io import checkpoint as checkpoint_file

@@ -225,7 +225,7 @@ class RunState:
             for index, settings in enumerate(self.hyperparameters):
                 if group is None or index == group:
                     settings[hyperparameter] = arguments.get("value")
-        text = ", ".join(f"{k}={v}" for k, v in arguments.items())
+        text = ", ".join(f"{k}={_short(v)}" for k, v in arguments.items())
         self._message(record.get("time"), "info", f"command {name}({text}) applied at iteration {self.iteration}")
 
     def _on_command_failed(self, record: Mapping[str, Any]) -> None:
@@ -275,6 +275,13 @@ class RunState:
 
     def _on_unknown(self, record: Mapping[str, Any]) -> None:
         self._message(record.get("time"), "warning", f"record without a kind: {dict(record)}")
+
+
+def _short(value: Any) -> str:
+    """A command argument for a log line: a drawing's pixels as its shape, not 784 numbers."""
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return f"<{len(value)}x{len(value[0])} values>"
+    return str(value)
 
 
 def finite_or_none(value: Any) -> Optional[float]:

@@ -1,7 +1,14 @@
-"""Draw a digit: a canvas whose drawing the current model classifies live (in-process runs)."""
+"""Draw a digit: a canvas whose drawing the current model classifies live.
+
+The model is asked in this process, or, for a run another process trains
+with a control channel, through a ``classify`` command whose answer comes
+back in the run's event log (there only when a stroke ends, not while the
+pen moves: each request is a line in that log).
+"""
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -86,7 +93,10 @@ class DrawPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.connection = None
-        self._request = 0
+        self._requests = itertools.count(1)
+        # Answers from a run's event log may be meant for another window: ids name this panel too.
+        self._request_prefix = f"{os.getpid()}-{id(self):x}-"
+        self._request: Optional[str] = None
         self._shown_request = None
         self.probabilities: Optional[np.ndarray] = None
         layout = QtWidgets.QVBoxLayout(self)
@@ -136,6 +146,8 @@ class DrawPanel(QtWidgets.QWidget):
             self.bars = None
 
     def _moved(self) -> None:
+        if self.connection is None or not self.connection.in_process:
+            return  # another process's run is asked once per stroke
         if self._move_timer.elapsed() > 150:  # live while drawing, a few times a second
             self._move_timer.restart()
             self.classify()
@@ -145,10 +157,10 @@ class DrawPanel(QtWidgets.QWidget):
         if self.connection is None:
             self.message.emit("open a run first")
             return
-        if not self.connection.in_process:
-            self.confidence.setText("needs the model: train in this process")
+        if not self.connection.can_classify:
+            self.confidence.setText("needs the model: a live run")
             return
-        self._request += 1
+        self._request = f"{self._request_prefix}{next(self._requests)}"
         try:
             probabilities = self.connection.classify(to_digit_image(self.canvas.array()), request=self._request)
         except (NotImages, ValueError, ControlError) as error:
@@ -172,7 +184,7 @@ class DrawPanel(QtWidgets.QWidget):
 
     def refresh(self, connection: Optional[object]) -> None:
         self.connection = connection
-        self.setEnabled(connection is not None and connection.in_process)
+        self.setEnabled(connection is not None and connection.can_classify)
         answer = connection.state.classification if connection is not None else None
         if answer is not None and answer.get("request") == self._request and self._shown_request != self._request:
             self._shown_request = self._request

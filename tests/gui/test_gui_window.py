@@ -227,7 +227,7 @@ class Stripes(nn.Module):
         return self.linear(x.reshape(x.shape[0], 784))
 
 
-def _image_trainer():
+def _image_trainer(**options):
     images = np.zeros((8, 28, 28), np.uint8)
     images[:4, 12:16, 4:24] = 255
     images[4:, 4:24, 12:16] = 255
@@ -236,7 +236,7 @@ def _image_trainer():
     return sigma.training.Trainer(
         network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.0),
         sigma.data.MinibatchIterator(data, batch_size=4, seed=0,
-                                     transform=sigma.data.Normalise(mean=0.0, std=255.0)))
+                                     transform=sigma.data.Normalise(mean=0.0, std=255.0)), **options)
 
 
 def _draw_with_mouse(qtbot, canvas, points):
@@ -272,6 +272,53 @@ def test_draw_panel_asks_a_running_trainer_between_steps(window, qtbot):
     finally:
         trainer.stop()
         thread.join(20)
+
+
+def test_drawing_while_a_run_with_a_run_directory_trains_does_not_stop_it(window, qtbot, tmp_path):
+    trainer = _image_trainer(run_directory=tmp_path / "drawn-on")
+    window.add_connection(connect_trainer(trainer))
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: trainer.position.iteration > 2)
+        window.draw.canvas.draw_stroke([(140, 30), (140, 250)])
+        wait_for(lambda: window.draw.predicted is not None, poll=lambda: _settle(window, qtbot, 1))
+        assert window.draw.predicted == 1
+        asked_at = trainer.position.iteration
+        wait_for(lambda: trainer.position.iteration > asked_at + 5)  # the logged command did not end the run
+        assert thread.is_alive()
+    finally:
+        trainer.stop()
+        thread.join(20)
+    commands = [r for r in read_events(tmp_path / "drawn-on" / "events.jsonl")[0] if r.get("name") == "classify"]
+    assert len(commands) == 1 and np.asarray(commands[0]["arguments"]["image"]).shape == (28, 28)
+
+
+def test_draw_panel_asks_a_run_in_another_process_through_its_control_channel(window, qtbot, tmp_path):
+    trainer = _image_trainer(run_directory=tmp_path / "remote-drawing")
+    attach_remote(trainer)
+    thread = start(trainer, epochs=100_000)
+    try:
+        wait_for(lambda: (tmp_path / "remote-drawing" / "control.json").exists())
+        connection = window.open_run_directory(tmp_path / "remote-drawing")
+        wait_for(lambda: window.draw.isEnabled(), poll=lambda: _settle(window, qtbot, 1))
+        assert not connection.in_process and connection.can_classify
+        _draw_with_mouse(qtbot, window.draw.canvas, [(140, 30 + 20 * i) for i in range(12)])
+        assert window.draw.predicted is None  # asked through the channel; answered in the event log
+        wait_for(lambda: window.draw.predicted is not None, poll=lambda: _settle(window, qtbot, 1))
+        assert window.draw.predicted == 1
+        window.draw.clear()
+        _draw_with_mouse(qtbot, window.draw.canvas, [(30 + 20 * i, 100) for i in range(12)])
+        wait_for(lambda: window.draw.predicted is not None, poll=lambda: _settle(window, qtbot, 1))
+        assert window.draw.predicted == 0
+    finally:
+        trainer.stop()
+        thread.join(20)
+    records = read_events(tmp_path / "remote-drawing" / "events.jsonl")[0]
+    assert [r["name"] for r in records if r.get("name") == "classify"] == ["classify"] * 2  # once per stroke
+    _settle(window, qtbot)
+    assert not window.draw.isEnabled()  # the run ended: nothing can classify a drawing now
+    lines = [line.text for line in connection.state.log if "command classify" in line.text]
+    assert len(lines) == 2 and "image=<28x28 values>" in lines[0] and len(lines[0]) < 200
 
 
 def test_draw_panel_classifies_a_digit_with_a_briefly_trained_mnist_model(window, qtbot, tmp_path):
