@@ -11,6 +11,14 @@ a V2 step with one path per sample) and a new round of probes begins.
 The mixed-path forward groups the samples by vendor at each stage, so a
 request of N samples costs one plain pass per (stage, vendor) in use, never
 one per sample.
+
+With ``baseline=True`` (Sigma's addition, not the reference's) each
+served sample's loss is taken relative to the unperturbed model's loss on
+the same sample, which costs one more plain forward pass per request. The
+reference z-scores raw per-sample losses, so which vendor happened to
+serve the hard samples (a new class, say) weighs as much as what the
+vendors did to them; the difference removes that, the way a control
+variate does, and leaves the per-vendor effect.
 """
 from __future__ import annotations
 
@@ -49,17 +57,22 @@ class ContinualLearner:
     """
 
     def __init__(self, stages: Any, loss: Any, *, vendors: int = 4, lr: float = 1e-2, probe_scale: float = 1.0,
-                 decay: float = 0.0, normalise: str = "whole", seed: int = 0, batch: int = 256):
+                 decay: float = 0.0, normalise: str = "whole", seed: int = 0, batch: int = 256,
+                 baseline: bool = False):
         self.stages = stages if isinstance(stages, Stages) else Stages(stages)
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 2:
             raise ValueError(f"ContinualLearner: batch (answered samples per update) must be an integer >= 2, "
                              f"got {batch!r}")
+        if not isinstance(baseline, bool):
+            raise TypeError(f"ContinualLearner: baseline must be True or False, got {baseline!r}")
         self.batch = int(batch)
+        self.baseline = baseline
         self.optimiser = MarketplaceV2(self.stages, vendors=vendors, lr=lr, probe_scale=probe_scale, decay=decay,
                                        normalise=normalise, seed=seed)
         self.per_sample_loss = per_sample(loss)
         self.served = 0                       # samples served so far, all rounds
-        self._waiting: List[Dict[str, Any]] = []   # served, not yet answered: {"round", "paths", "outputs"}
+        # served, not yet answered: {"round", "paths", "outputs", "leader"} (leader: None without baseline)
+        self._waiting: List[Dict[str, Any]] = []
         self._answered_paths: List[np.ndarray] = []
         self._answered_losses: List[np.ndarray] = []
         self.stale = 0                        # answers dropped because an update came in between
@@ -116,15 +129,17 @@ class ContinualLearner:
             raise ValueError(f"serve: expected a batch of samples (N, ...), got shape {inputs.shape}")
         paths = self.assign_paths(inputs.shape[0])
         outputs = self.mixed_forward(inputs, paths)
+        leader = self.predict(inputs) if self.baseline else None
         self.served += inputs.shape[0]
-        self._waiting.append({"round": self.round, "paths": paths, "outputs": outputs})
+        self._waiting.append({"round": self.round, "paths": paths, "outputs": outputs, "leader": leader})
         return outputs
 
     def feedback(self, targets: Any) -> Optional[float]:
         """Answers for the oldest served samples still waiting, in serving order.
 
         Returns the mean loss of the answered samples used when this call
-        completes an update, else ``None``.
+        completes an update (with ``baseline``: less the unperturbed
+        model's mean loss on them), else ``None``.
         """
         targets = targets if isinstance(targets, Tensor) else Tensor(targets, device=self.stages.backend)
         count = targets.shape[0] if targets.ndim else 0
@@ -136,26 +151,34 @@ class ContinualLearner:
         while offset < count:
             entry = self._waiting[0]
             take = min(len(entry["paths"]), count - offset)
-            outputs = Tensor._make(entry["outputs"].data[:take], entry["outputs"].backend, False, None)
-            answers = Tensor._make(targets.data[offset:offset + take], targets.backend, False, None)
+            outputs, leader = (None if entry[key] is None else _rows(entry[key], 0, take)
+                               for key in ("outputs", "leader"))
+            answers = _rows(targets, offset, offset + take)
             paths = entry["paths"][:take]
             if take == len(entry["paths"]):
                 self._waiting.pop(0)
             else:
                 entry["paths"] = entry["paths"][take:]
-                entry["outputs"] = Tensor._make(entry["outputs"].data[take:], entry["outputs"].backend, False, None)
+                for key in ("outputs", "leader"):
+                    if entry[key] is not None:
+                        entry[key] = _rows(entry[key], take, len(entry[key].data))
             offset += take
             if entry["round"] != self.round:
                 self.stale += take       # served with probes that no longer exist
                 continue
-            with no_grad():
-                losses = self.per_sample_loss(outputs, answers)
-            losses = np.asarray(losses.numpy(), dtype=np.float64).reshape(take, -1).mean(axis=1)
+            losses = self._losses(outputs, answers)
+            if leader is not None:
+                losses = losses - self._losses(leader, answers)
             self._answered_paths.append(paths)
             self._answered_losses.append(losses)
             if sum(len(l) for l in self._answered_losses) >= self.batch:
                 result = self._update()
         return result
+
+    def _losses(self, outputs: Tensor, answers: Tensor) -> np.ndarray:
+        with no_grad():
+            losses = self.per_sample_loss(outputs, answers)
+        return np.asarray(losses.numpy(), dtype=np.float64).reshape(len(outputs.data), -1).mean(axis=1)
 
     def _update(self) -> float:
         paths = np.concatenate(self._answered_paths)
@@ -187,3 +210,7 @@ class ContinualLearner:
         """Continue the stream after ``served`` samples; samples waiting for an answer are forgotten."""
         self.served, self.stale = int(served), int(stale)
         self._waiting, self._answered_paths, self._answered_losses = [], [], []
+
+
+def _rows(tensor: Tensor, start: int, stop: int) -> Tensor:
+    return Tensor._make(tensor.data[start:stop], tensor.backend, False, None)

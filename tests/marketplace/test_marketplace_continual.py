@@ -55,6 +55,31 @@ def test_an_update_is_the_v2_direction_of_the_per_sample_losses():
         np.testing.assert_allclose((p.data - b) / 0.2, g / norm, rtol=2e-3, atol=2e-5)
 
 
+def test_with_a_baseline_an_update_follows_the_losses_relative_to_the_unperturbed_model():
+    network, learner = small_learner(vendors=3, probe_scale=0.5, lr=0.2, batch=12, baseline=True)
+    x, y = sigma.randn(12, 6), sigma.randint(0, 4, (12,))
+    before = [p.data.astype(np.float64) for p in network.parameters()]
+    leader = nn.CrossEntropyLoss(reduction="none")(network(x), y).numpy().astype(np.float64)
+    outputs = learner.serve(x)
+    paths = learner._waiting[0]["paths"].copy()
+    served = nn.CrossEntropyLoss(reduction="none")(outputs, y).numpy().astype(np.float64)
+    assert learner.feedback(y[:7]) is None                   # the leader's outputs are split with the answers
+    assert learner.feedback(y[7:]) == pytest.approx((served - leader).mean())
+    differences = served - leader
+    z = -(differences - differences.mean()) / differences.std()
+    expected = []
+    for s, stage in enumerate(learner.stages):
+        seeds = draw_seeds(0, 1, s, 3)
+        for index, p in enumerate(stage.parameters):
+            expected.append(sum(z[i] * uniform_delta(int(seeds[paths[i, s]]), index, p.shape, 0.1).astype(np.float64)
+                                for i in range(12)))
+    norm = np.sqrt(sum((g ** 2).sum() for g in expected))
+    for p, b, g in zip(network.parameters(), before, expected):
+        np.testing.assert_allclose((p.data - b) / 0.2, g / norm, rtol=2e-3, atol=2e-5)
+    with pytest.raises(TypeError, match="baseline must be True or False"):
+        small_learner(baseline="yes")
+
+
 def test_answers_from_an_earlier_round_are_dropped_and_errors_name_the_counts():
     _, learner = small_learner(batch=4)
     learner.serve(sigma.randn(3, 6))
