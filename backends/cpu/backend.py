@@ -54,6 +54,16 @@ class NumpyRandomStream(RandomStream):
         return self._generator.permutation(n)
 
 
+def _output(out, shape, dtype, kernel):
+    """A fresh output array, or the caller's after checking that the kernel can write into it."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{kernel}: out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape} (C-contiguous: {out.flags.c_contiguous})")
+    return out
+
+
 class CPUBackend(Backend):
     """numpy on the host, with numba kernels for convolution and pooling.
 
@@ -86,21 +96,36 @@ class CPUBackend(Backend):
         from backends.cpu.special import erf
         return erf(x)
 
-    def im2col(self, x, kernel, stride, padding, dilation):
+    def im2col(self, x, kernel, stride, padding, dilation, out=None):
+        """Every patch of every image as the columns of a (C*kh*kw, N, OH*OW) array.
+
+        ``out``, when given, must be a C-contiguous array of that shape and
+        ``x``'s dtype; it is filled and returned (convolution reuses one).
+
+        Example:
+            >>> import backends, numpy as np
+            >>> cpu = backends.get("cpu")
+            >>> x = np.arange(8.0).reshape(2, 1, 2, 2)
+            >>> cpu.im2col(x, (1, 2), (1, 1), (0, 0), (1, 1))[:, 1].tolist()
+            [[4.0, 6.0], [5.0, 7.0]]
+        """
         n, c, h, w = x.shape
         kh, kw = kernel
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        out = np.empty((c * kh * kw, n, oh * ow), dtype=x.dtype)
+        out = _output(out, (c * kh * kw, n, oh * ow), x.dtype, "im2col")
         return kernels.im2col(np.ascontiguousarray(x), kh, kw, stride[0], stride[1], padding[0], padding[1],
                               dilation[0], dilation[1], oh, ow, out)
 
-    def col2im(self, cols, input_shape, kernel, stride, padding, dilation):
+    def col2im(self, cols, input_shape, kernel, stride, padding, dilation, out=None):
+        """Adjoint of :meth:`im2col`: add every patch back into its image, (N, C, H, W).
+
+        ``out``, when given, must be a C-contiguous array of ``input_shape``."""
         n, c, h, w = input_shape
         kh, kw = kernel
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        out = np.empty(input_shape, dtype=cols.dtype)
+        out = _output(out, tuple(input_shape), cols.dtype, "col2im")
         return kernels.col2im(np.ascontiguousarray(cols), kh, kw, stride[0], stride[1], padding[0], padding[1],
                               dilation[0], dilation[1], oh, ow, out)
 

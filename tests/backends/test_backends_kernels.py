@@ -43,6 +43,34 @@ def test_im2col_matches_reference_and_col2im_is_its_adjoint(device, shape, kerne
     np.testing.assert_allclose(np.vdot(cols, y), np.vdot(x, back), rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", GEOMETRIES)
+def test_cpu_im2col_and_col2im_fill_a_given_array_in_float32(shape, kernel, stride, padding, dilation):
+    # Convolution reuses one buffer per call for every block of the batch; the
+    # kernels must overwrite it completely (stale values from the previous
+    # block, here NaN, must not survive anywhere, padding included).
+    b = backends.get("cpu")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = _naive_im2col(x, kernel, stride, padding, dilation)
+    cols = np.full(expected.shape, np.nan, dtype=np.float32)
+    assert b.im2col(x, kernel, stride, padding, dilation, cols) is cols
+    np.testing.assert_array_equal(cols, expected)
+    image = np.full(shape, np.nan, dtype=np.float32)
+    assert b.col2im(cols, shape, kernel, stride, padding, dilation, image) is image
+    np.testing.assert_allclose(image, b.col2im(cols.astype(np.float64), shape, kernel, stride, padding, dilation),
+                               rtol=1e-6, atol=1e-5)
+
+
+def test_cpu_im2col_rejects_an_output_array_it_cannot_fill():
+    b = backends.get("cpu")
+    x = np.zeros((2, 1, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float32 array of shape \(9, 2, 4\)"):
+        b.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), np.empty((9, 2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="col2im: out must be a C-contiguous float32"):
+        b.col2im(np.zeros((9, 2, 4), np.float32), x.shape, (3, 3), (1, 1), (0, 0), (1, 1),
+                 np.empty((2, 1, 4, 4), dtype=np.float64))
+
+
 def test_max_pool_matches_reference_and_scatter_is_adjoint_of_gather(device):
     b = backends.get(device)
     rng = np.random.default_rng(1)

@@ -48,6 +48,24 @@ def test_conv2d_batch_larger_than_one_chunk(device, rng):
         convolution.CHUNK_BYTES = chunk_bytes
 
 
+@pytest.mark.parametrize("name", ["stride 2 padding 1", "groups 2", "pairs"])
+def test_conv2d_in_blocks_of_one_sample_reusing_buffers(rng, name):
+    # One sample per block: every reused buffer (patches, products, the
+    # transposed gradient) is overwritten block after block, in the forward
+    # pass and both gradients.
+    from sigma.ops import convolution
+    input_shape, weight_shape, options = CONV2D_CASES[name]
+    x = rng.standard_normal((3,) + input_shape[1:])
+    w = rng.standard_normal(weight_shape)
+    chunk_bytes = convolution.CHUNK_BYTES
+    convolution.CHUNK_BYTES = 1
+    try:
+        check(lambda a, b: sigma.conv2d(a, b, **options), lambda a, b: F.conv2d(a, b, **options), x, w,
+              device="cpu")
+    finally:
+        convolution.CHUNK_BYTES = chunk_bytes
+
+
 def test_conv2d_with_a_constant_weight(device, rng):
     x = rng.standard_normal((2, 2, 4, 4))
     w = rng.standard_normal((3, 2, 2, 2))
