@@ -10,7 +10,8 @@ the unperturbed model, checkpoints save the learner, a run directory
 records everything, and ``python -m sigma_gui RUN_DIR`` shows it live.
 
 The step's report holds the served predictions' ``train/loss`` and
-``train/accuracy`` (as the stream saw them, perturbed paths included) and,
+``train/accuracy`` (as the stream saw them, perturbed paths included;
+accuracies only for classification) and,
 when the batch has a ``"group"`` section (an integer per sample naming one
 of ``groups``), ``served_<group>/loss`` and ``served_<group>/accuracy``
 for every group in the request.
@@ -23,6 +24,7 @@ import numpy as np
 
 from sigma.autograd import no_grad
 from sigma.tensor import Tensor
+from sigma.training.metrics import class_labels
 from sigma.training.operators import Inline, Worker, split_batch
 
 from sigma_marketplace.continual import ContinualLearner
@@ -55,19 +57,23 @@ class ServingWorker(Worker):
         with no_grad():
             losses = self.learner.per_sample_loss(outputs, targets)
         losses = np.asarray(losses.numpy(), dtype=np.float64).reshape(len(inputs), -1).mean(axis=1)
-        predictions = outputs.numpy().argmax(axis=1)
-        labels = targets.numpy()
-        correct = predictions == labels
+        predictions = correct = None
+        if class_labels(outputs, targets) is not None:          # classification: integer or one-hot targets
+            answers = targets.numpy()
+            predictions = outputs.numpy().argmax(axis=1)
+            correct = predictions == (answers if answers.ndim == 1 else answers.argmax(axis=1))
         self.learner.feedback(targets)
-        report: Dict[str, Any] = {"train/loss": float(losses.mean()), "train/accuracy": float(correct.mean()),
-                                  "batch_size": len(inputs)}
+        report: Dict[str, Any] = {"train/loss": float(losses.mean()), "batch_size": len(inputs)}
+        if correct is not None:
+            report["train/accuracy"] = float(correct.mean())
         if group is not None:
             for index, name in enumerate(self.groups):
                 chosen = group == index
                 if chosen.any():
                     report[f"served_{name}/loss"] = float(losses[chosen].mean())
-                    report[f"served_{name}/accuracy"] = float(correct[chosen].mean())
-        self.last_request = {"inputs": inputs.numpy(), "targets": labels, "predictions": predictions,
+                    if correct is not None:
+                        report[f"served_{name}/accuracy"] = float(correct[chosen].mean())
+        self.last_request = {"inputs": inputs.numpy(), "targets": targets.numpy(), "predictions": predictions,
                              "group": group}
         return report
 

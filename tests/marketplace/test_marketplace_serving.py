@@ -110,3 +110,20 @@ def test_bad_setups_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="'group' must give each of its 24 samples"):
         trainer.run(iterations=1)                            # groups 0 and 1, but only one name
     assert learner.served == 0                               # refused before anything was served
+
+
+def test_regression_requests_report_losses_but_no_accuracy():
+    sigma.manual_seed(0)
+    network = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    learner = ContinualLearner(Stages.split(network, [2]), nn.MSELoss(), vendors=4, lr=0.1, probe_scale=0.3, batch=16)
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(16, 3)).astype(np.float32)
+    requests = [{"inputs": inputs, "targets": inputs[:, :1] * 2.0, "group": np.arange(16) % 2}]
+    trainer = Trainer(network, nn.MSELoss(), learner.optimiser, requests,
+                      operator=ContinualServing(learner, groups=("even", "odd")))
+    trainer.run(iterations=1)
+    metrics = trainer.latest
+    assert "train/accuracy" not in metrics and "served_odd/accuracy" not in metrics
+    # eight samples in each group: the request's loss is the mean of the two groups' losses
+    assert metrics["train/loss"] == pytest.approx((metrics["served_odd/loss"] + metrics["served_even/loss"]) / 2)
+    assert trainer.operator.last_request["predictions"] is None and learner.updates == 1
