@@ -119,13 +119,20 @@ def run_with_gui(trainer, close_when_done: bool = False, window=None, **run_argu
     app = application()
     window, thread = start_in_process(trainer, window, **run_arguments)
     from PyQt6 import QtCore
+    watcher = QtCore.QTimer()
     if close_when_done:
-        watcher = QtCore.QTimer(window)
         watcher.timeout.connect(lambda: None if thread.is_alive() else window.close())
         watcher.start(200)
     window.show()
-    with _CtrlCClosesWindow(window, trainer):
-        app.exec()
+    try:
+        with _CtrlCClosesWindow(window, trainer):
+            app.exec()
+    finally:
+        # A timer left running would fire into a window that may be deleted later, on whichever thread the
+        # garbage collector runs; and its slot would keep the window alive.
+        watcher.stop()
+        if close_when_done:
+            watcher.timeout.disconnect()
     if thread.is_alive():
         if not trainer.stop_requested:
             trainer.stop("the GUI window was closed")

@@ -58,7 +58,9 @@ class WindowWatcher:
             QtWidgets.QApplication.instance().quit()
 
     def stop(self) -> None:
+        """Stop looking; the watcher then holds the window only by its own reference, freed on this thread."""
         self.timer.stop()
+        self.timer.timeout.disconnect()  # the slot is a bound method: a reference cycle through Qt otherwise
 
 
 def _plotted(window, run: str, key: str):
