@@ -7,8 +7,9 @@ and sends commands. The window lives in :mod:`sigma_gui.window` and needs
 * ``sigma_gui.connect_trainer(trainer)`` — a trainer in this process (training on a worker thread).
 * ``sigma_gui.open_run("runs/demo-mlp")`` — a run directory, live or finished.
 * ``sigma_gui.attach_remote(trainer)`` — let a GUI in another process drive this run.
-* ``sigma_gui.app.run_with_gui(trainer, epochs=3)`` — train on a thread with the window open.
-* ``python -m sigma_gui runs/a runs/b`` — open runs side by side.
+* ``trainer.run(epochs=3, gui=True)`` or ``sigma demo --gui`` — train on a thread with the window open
+  (``sigma_gui.app.run_with_gui``).
+* ``sigma gui runs/a runs/b`` (or ``python -m sigma_gui``) — open runs side by side, live or finished.
 
 Example:
     >>> import sigma_gui
