@@ -50,7 +50,7 @@ class EventLog:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record as one line."""
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        line = (json.dumps(record, separators=(",", ":"), default=_json_value) + "\n").encode("utf-8")
         with self._lock:
             if self._descriptor is None:
                 self._descriptor = self._open()
@@ -69,6 +69,16 @@ class EventLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _json_value(value: Any) -> Any:
+    """What a record holds that JSON has no type for: numpy scalars and small arrays become numbers and lists;
+    anything else its short ``repr``, so that an odd value (a command's argument, say) never loses the line."""
+    size = getattr(value, "size", None)
+    if hasattr(value, "tolist") and size is not None and size <= 1024:
+        return value.tolist()
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def read_events(path: "str | os.PathLike", offset: int = 0) -> Tuple[List[Dict[str, Any]], int]:

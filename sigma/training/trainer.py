@@ -666,7 +666,10 @@ class Trainer:
             if hook.name in saved_hooks:
                 hook.trigger.load_state_dict(saved_hooks[hook.name].get("trigger", {}))
                 hook.load_state_dict(saved_hooks[hook.name].get("state", {}))
-        unknown = sorted(set(saved_hooks) - {h.name for h in self.hooks})
+        # Only hooks that kept state of their own are worth a warning: a monitor or GUI feed that the saving
+        # run had and this one has not (only its trigger's schedule was saved) loses nothing.
+        unknown = sorted(name for name in set(saved_hooks) - {h.name for h in self.hooks}
+                         if saved_hooks[name].get("state"))
         if unknown:
             logger.warning("the checkpoint holds state for hooks this trainer does not have: %s", unknown)
         self.operator.load_state_dict(state.get("operator", {}))

@@ -169,6 +169,46 @@ def test_registered_commands_run_in_the_training_loop():
     assert seen == [("hi", 2, threading.current_thread().name)]
 
 
+def test_a_command_whose_arguments_json_cannot_hold_is_logged_not_fatal(tmp_path):
+    seen = []
+    trainer = make_trainer(evaluation=False, run_directory=tmp_path / "run",
+                           hooks=[Lambda(lambda t: t.send("look", image=np.ones((2, 2)), thing=object()), at(2))])
+    trainer.register_command("look", lambda t, image, thing: seen.append(image.sum()))
+    result = trainer.run(iterations=4)
+    assert result.iteration == 4 and seen == [4.0]
+    records, _ = RunDirectory.open(tmp_path / "run").read_events()
+    logged = [r for r in records if r["kind"] == "command"][0]["arguments"]
+    assert logged["image"] == [[1.0, 1.0], [1.0, 1.0]] and logged["thing"].startswith("<object object")
+
+
+def test_restoring_without_a_stateless_hook_of_the_saving_run_does_not_warn(tmp_path, caplog):
+    saving = make_trainer(evaluation=False, hooks=[Lambda(lambda t: None, every(1), name="watcher")])
+    saving.run(iterations=2)
+    saving.save_checkpoint(tmp_path / "a.h5")
+    with caplog.at_level("WARNING"):
+        make_trainer(evaluation=False).restore(tmp_path / "a.h5")
+    assert "does not have" not in caplog.text
+
+
+    class Counter(hooks.Hook):
+        def __init__(self):
+            super().__init__(every(1), name="counter")
+            self.calls = 0
+
+        def __call__(self, trainer):
+            self.calls += 1
+
+        def state_dict(self):
+            return {"calls": self.calls}
+
+    with_state = make_trainer(evaluation=False, hooks=[Counter()])
+    with_state.run(iterations=2)
+    with_state.save_checkpoint(tmp_path / "b.h5")
+    with caplog.at_level("WARNING"):
+        make_trainer(evaluation=False).restore(tmp_path / "b.h5")
+    assert "does not have: ['counter']" in caplog.text
+
+
 class CountingBatches:
     """Wraps batches and counts how many were taken."""
 
