@@ -8,9 +8,7 @@ a floor, and the run directory it writes carries the accuracies that
 import pytest
 
 from example_scripts import load_example, require_dataset
-
-sigma_gui_sources = pytest.importorskip("sigma_gui.sources")
-from sigma.io import RunDirectory  # noqa: E402
+from sigma.io import RunDirectory
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +47,7 @@ def test_the_run_directory_holds_the_accuracies_for_the_gui(quick_run):
     # the last evaluation in the log is the example's last point (the first is folded into step 1's record)
     assert evaluated[-1] == (result["steps"][-1], pytest.approx(result["dress_accuracy"][-1]))
     assert run.read_description()["status"] == "finished"
+    sigma_gui_sources = pytest.importorskip("sigma_gui.sources")
     records = sigma_gui_sources.RunDirectorySource(run.path).poll(100_000)   # what the window reads
     shown = [r for r in records if r["kind"] == "metrics" and "digits/accuracy" in r["values"]]
     assert shown and shown[-1]["values"]["digits/accuracy"] == pytest.approx(result["digit_accuracy"][-1])
