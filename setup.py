@@ -19,6 +19,8 @@ setup(
         "mpi": ["mpi4py>=3.1"],
         "images": ["pillow>=10"],
         "docs": ["sphinx>=7", "myst-parser>=2"],
+        # Plots of the benchmark scripts and examples' --plot options only; Sigma never imports it.
+        "bench": ["matplotlib>=3.8"],
         # Everything the test suite exercises: PyTorch 2.13 (CPU) is the oracle, never a dependency of Sigma.
         "test": ["pytest>=8", "pytest-xdist>=3", "pytest-rerunfailures>=14", "pytest-qt>=4", "hypothesis>=6", "threadpoolctl>=3",
                  "torch==2.13.0", "pillow>=10", "pyqt6<6.12", "pyqtgraph>=0.13", "mpi4py>=3.1",
