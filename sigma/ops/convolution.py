@@ -235,6 +235,26 @@ class Conv2dWeightGrad(BinaryFunction):
         return grad_x, grad_g
 
 
+class _AddChannelBias(BinaryFunction):
+    """``out + bias`` per channel, written into ``out``'s own array: only for the fresh output of
+    :class:`Conv2d` inside :func:`conv2d`, which nothing else can see.
+
+    A separate ``out + bias`` would keep two arrays of the convolution's output size alive until
+    backward (the sum, and ``out`` as the addition's graph input). Neither backward here reads
+    ``out``'s values, so sharing the array is safe.
+    """
+    __slots__ = ()
+
+    def forward(self, out, bias):
+        out += bias.reshape(1, -1, *([1] * (out.ndim - 2)))
+        return out
+
+    def backward(self, grad):
+        out, bias = self.inputs
+        grad_bias = grad.sum(axis=(0,) + tuple(range(2, grad.ndim))) if bias.requires_grad else None
+        return (grad if out.requires_grad else None), grad_bias
+
+
 class Unfold(UnaryFunction):
     """(N, C, H, W) -> (C*kh*kw, N, OH*OW): every patch of every image."""
     __slots__ = ("geometry",)
@@ -295,7 +315,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: Int
     if bias is not None:
         if bias.shape != (out_channels,):
             raise ValueError(f"conv2d: bias must have shape ({out_channels},), got {bias.shape}")
-        out = out + bias.reshape(1, out_channels, 1, 1)
+        out = _AddChannelBias.apply(out, bias)
     return out
 
 
