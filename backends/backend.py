@@ -8,6 +8,8 @@ or cupy arrays.
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -92,6 +94,11 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until all queued work on the device has finished."""
+
+    def share_threads(self, workers: int) -> contextlib.AbstractContextManager:
+        """A context in which the calling thread uses its share of this backend's kernel threads when
+        ``workers`` threads run kernels at once (several workers in one process); a no-op by default."""
+        return contextlib.nullcontext()
 
     # -- fused kernels ------------------------------------------------------
     def erf(self, x):

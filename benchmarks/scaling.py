@@ -109,7 +109,7 @@ def mpi_rank_main(steps: int, repeats: int) -> None:
 def run_mpi(ranks: int, steps: int, repeats: int):
     command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), sys.executable,
                os.path.abspath(__file__), "--mpi-rank", "--steps", str(steps), "--repeats", str(repeats)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     output = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     for line in output.stdout.splitlines():
         if "RESULT " in line:  # mpirun may put terminal escapes before it

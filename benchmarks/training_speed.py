@@ -5,7 +5,12 @@ Models (batch 128 unless --batch says otherwise):
   cnn        the beautiful-MNIST CNN (conv 5x5 x2, batch norm, pool, conv 3x3 x2, batch norm, pool, linear), Adam
 
 Each (framework, model) runs in a fresh subprocess, so peak memory is its own;
-rounds alternate the frameworks so that machine noise hits both alike.
+rounds alternate the frameworks so that machine noise hits both alike. Step
+memory is the peak RSS during the timed steps above the RSS before them. Both
+children run with glibc's mmap threshold pinned at 64 KiB, so every large
+array is returned to the system when freed: otherwise glibc raises the
+threshold as it sees large frees and keeps freed blocks, and the growth
+measured depends on what the allocator happened to keep from the warm-up.
 
     python benchmarks/training_speed.py [--models mlp-large cnn] [--steps 30] [--rounds 3]
 """
@@ -123,9 +128,10 @@ def _blas_gflops() -> float:
 
 
 def _run_child(framework: str, model: str, batch: int, steps: int) -> dict:
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run([sys.executable, __file__, "--worker", framework, "--models", model,
                           "--batch", str(batch), "--steps", str(steps)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+                         capture_output=True, text=True, check=True, cwd=ROOT, env=environment)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

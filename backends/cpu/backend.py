@@ -1,7 +1,8 @@
 """The CPU backend: numpy arrays, a numpy random generator, numba kernels."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -91,6 +92,25 @@ class CPUBackend(Backend):
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, (np.ndarray, np.generic))
+
+    @contextlib.contextmanager
+    def share_threads(self, workers: int) -> Iterator[None]:
+        """numba's parallel kernels in this thread use ``1/workers`` of numba's threads: otherwise each of
+        several worker threads starts a full team, and the machine's cores are oversubscribed.
+
+        Example:
+            >>> import backends, numba
+            >>> with backends.get("cpu").share_threads(numba.config.NUMBA_NUM_THREADS):
+            ...     numba.get_num_threads()
+            1
+        """
+        import numba
+        previous = numba.get_num_threads()
+        numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // max(1, int(workers))))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
 
     def erf(self, x):
         from backends.cpu.special import erf

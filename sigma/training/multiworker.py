@@ -89,7 +89,8 @@ class MultiWorker(Operator):
 
         def guarded(index: int) -> Any:
             try:
-                return task(index)
+                with self.workers[index].backend.share_threads(self.count):
+                    return task(index)
             except CommunicationError:
                 raise
             except BaseException as error:

@@ -193,3 +193,22 @@ def test_operators_describe_themselves():
     assert MultiWorker(3, merge=ModelAveraging(every=4)).describe() == \
         "MultiWorker(3, merge=ModelAveraging(every=4))"
     assert MPI().describe() == "MPI(ranks=?, merge=GradientAllReduce())"
+
+
+def test_each_worker_thread_uses_its_share_of_numba_threads():
+    import numba
+    operator = MultiWorker(2)
+    make_trainer(operator)
+    seen = []
+    for worker in operator.workers:
+        original = worker.network[0].forward
+
+        def record(x, original=original):
+            seen.append(numba.get_num_threads())
+            return original(x)
+        worker.network[0].forward = record
+    total = numba.get_num_threads()
+    operator.train_step({"inputs": sigma.ones(8, 8), "targets": sigma.tensor([0, 1, 2, 0, 1, 2, 0, 1])})
+    operator.teardown()
+    assert seen == [max(1, numba.config.NUMBA_NUM_THREADS // 2)] * 2
+    assert numba.get_num_threads() == total  # the trainer's own thread got its setting back
