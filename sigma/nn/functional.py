@@ -21,6 +21,7 @@ from sigma.ops import (avg_pool2d, conv1d, conv2d, dropout, elu, embedding, gelu
 from sigma.nn.normalise import normalise
 from sigma.nn.losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, huber_loss,
                              l1_loss, mse_loss, nll_loss)
+from sigma.ops.linalg import LinearMap
 from sigma.tensor import Tensor
 
 __all__ = ["linear", "batch_norm", "layer_norm", "instance_norm", "avg_pool2d", "conv1d", "conv2d", "dropout",
@@ -39,7 +40,11 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not end in in_features={weight.shape[1]} "
                          f"(weight {weight.shape})")
-    out = x @ weight.T
+    if x.dtype != weight.dtype:
+        raise TypeError(f"linear: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
+    if x.ndim == 1:
+        return linear(x.reshape(1, -1), weight, bias).reshape(-1)
+    out = LinearMap.apply(x, weight)
     if bias is not None:
         out = out + bias
     return out

@@ -31,6 +31,28 @@ class MatMul(BinaryFunction):
         return grad_a, grad_b
 
 
+class LinearMap(BinaryFunction):
+    """``x @ w.T`` for ``x`` (..., in) and ``w`` (out, in): a linear layer's product.
+
+    A primitive of its own (rather than ``x @ w.T``) so that the weight's gradient is computed as
+    ``grad.T @ x`` and comes out row-major like the weight: through a transpose it would be a
+    column-major view, and the optimiser's fused kernels would copy it every step.
+    """
+    __slots__ = ()
+
+    def forward(self, x, w):
+        return x @ w.T
+
+    def backward(self, grad):
+        x, w = self.inputs
+        grad_x = grad @ w if x.requires_grad else None
+        grad_w = None
+        if w.requires_grad:
+            rows = grad.reshape(-1, grad.shape[-1])
+            grad_w = rows.transpose(0, 1) @ x.reshape(-1, x.shape[-1])
+        return grad_x, grad_w
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with numpy's rules, 1-d operands included.
 
