@@ -6,11 +6,13 @@ Models (batch 128 unless --batch says otherwise):
 
 Each (framework, model) runs in a fresh subprocess, so peak memory is its own;
 rounds alternate the frameworks so that machine noise hits both alike. Step
-memory is the peak RSS during the timed steps above the RSS before them. Both
-children run with glibc's mmap threshold pinned at 64 KiB, so every large
-array is returned to the system when freed: otherwise glibc raises the
-threshold as it sees large frees and keeps freed blocks, and the growth
-measured depends on what the allocator happened to keep from the warm-up.
+memory is the peak RSS during the timed steps above the RSS before them,
+taken in one more run of each framework whose glibc mmap threshold is pinned
+at 64 KiB, so that every large array is returned to the system when freed:
+otherwise glibc raises the threshold as it sees large frees and keeps freed
+blocks, and the growth measured depends on what the allocator happened to keep
+from the warm-up. (The speed runs keep glibc's defaults: with the threshold
+pinned, every large array is fresh pages and each step pays page faults.)
 
     python benchmarks/training_speed.py [--models mlp-large cnn] [--steps 30] [--rounds 3]
 """
@@ -127,8 +129,8 @@ def _blas_gflops() -> float:
     return 10 * 2 * 1024 ** 3 / (time.perf_counter() - start) / 1e9
 
 
-def _run_child(framework: str, model: str, batch: int, steps: int) -> dict:
-    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+def _run_child(framework: str, model: str, batch: int, steps: int, pin_allocator: bool = False) -> dict:
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if pin_allocator else dict(os.environ)
     out = subprocess.run([sys.executable, __file__, "--worker", framework, "--models", model,
                           "--batch", str(batch), "--steps", str(steps)],
                          capture_output=True, text=True, check=True, cwd=ROOT, env=environment)
@@ -156,6 +158,10 @@ def main(argv=None) -> str:
                 result = _run_child(framework, model, args.batch, args.steps)
                 if framework not in best or result["seconds"] < best[framework]["seconds"]:
                     best[framework] = result
+        memory = {framework: _run_child(framework, model, args.batch, min(args.steps, 10), pin_allocator=True)
+                  for framework in ("sigma", "torch")}
+        for framework in best:
+            best[framework]["step_memory_mb"] = memory[framework]["step_memory_mb"]
         rate = {f: args.batch * r["steps"] / r["seconds"] for f, r in best.items()}
         flops = f"{rate['sigma'] * cnn_flops_per_sample() / 1e9 / blas:.0%}" if model == "cnn" else "-"
         rows.append([model, f"{rate['sigma']:,.0f}", f"{rate['torch']:,.0f}", f"{rate['sigma'] / rate['torch']:.2f}",
