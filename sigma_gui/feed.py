@@ -209,7 +209,8 @@ class QueueFeed(Feed):
         if moment.event in ("start", "stop", "pause", "resume", "error"):
             if moment.event == "stop":
                 self._send_metrics(trainer)
-            fields = {"reason": trainer.stop_requested} if moment.event == "stop" else {}
+            fields = {"reason": trainer.end_reason, "requested": trainer.stop_requested is not None} \
+                if moment.event == "stop" else {}
             self.emit(trainer, self._stamp(trainer, moment.event, **fields))
         elif time.perf_counter() - self._last_metrics >= self.min_interval:
             self._send_metrics(trainer)

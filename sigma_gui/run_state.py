@@ -199,8 +199,11 @@ class RunState:
 
     def _on_stop(self, record: Mapping[str, Any]) -> None:
         reason = record.get("reason") or "finished"
-        self._end_stretch(record, "stopped" if "request" in str(reason) else "finished")
-        if record.get("reason"):  # an in-process feed knows only a requested stop's reason; the rest come later
+        requested = record.get("requested")
+        if requested is None:  # event logs written before the field existed
+            requested = "request" in str(reason)
+        self._end_stretch(record, "stopped" if requested else "finished")
+        if record.get("reason"):
             self.reason = str(record["reason"])
         self._message(record.get("time"), "info", f"run ended: {reason}")
 

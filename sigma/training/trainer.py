@@ -162,6 +162,7 @@ class Trainer:
             "set_hyperparameter": self._command_set_hyperparameter, "checkpoint": self._command_checkpoint,
         }
         self._stop_reason: Optional[str] = None
+        self.end_reason: Optional[str] = None  # why the last run ended: set before its "stop" hooks fire
         self._steps_allowed = 0
         self._epoch_iterator = None
         self._seeded = False
@@ -426,7 +427,8 @@ class Trainer:
                 if until is not None and until(moment):
                     reason = f"until {until!r} became true"
                     break
-            self._fire_event("stop", reason=reason)
+            self.end_reason = reason
+            self._fire_event("stop", reason=reason, requested=self._stop_reason is not None)
         except BaseException as error:
             self.elapsed += time.perf_counter() - started
             self._fail(error)

@@ -178,7 +178,23 @@ def test_queue_feed_lr_edit_is_applied_at_the_next_step(tmp_path):
     assert connection.state.hyperparameters[0]["lr"] == 0.25
     assert trainer.optimiser.param_groups[0]["lr"] == 0.25
     assert any("lr 0.01 -> 0.25" in line.text for line in connection.state.log)
-    assert connection.state.status == "finished" or connection.state.status == "stopped"
+    assert connection.state.status == "stopped" and connection.state.reason == "stopped by request"
+
+
+@pytest.mark.parametrize("stop_early", [False, True])
+def test_the_in_process_state_knows_why_and_how_a_run_ended(tmp_path, stop_early):
+    from sigma.training import at
+    from sigma.training.hooks import Lambda
+    hooks = [Lambda(lambda t: t.stop("enough for today"), at(4))] if stop_early else []
+    trainer = blobs_trainer(hooks=hooks, run_directory=tmp_path / "run")
+    connection = connect_trainer(trainer)
+    trainer.run(iterations=9)
+    connection.poll()
+    expected = ("stopped", "enough for today") if stop_early else ("finished", "reached 9 iterations")
+    assert (connection.state.status, connection.state.reason) == expected
+    from_log = open_run(tmp_path / "run")  # the event log tells the same
+    from_log.poll()
+    assert (from_log.state.status, from_log.state.reason) == expected
 
 
 def test_restored_record_drops_the_abandoned_timeline():
