@@ -17,25 +17,32 @@ _FREED = ("backward: the graph was already freed by an earlier backward(); "
           "call backward(retain_graph=True) the first time if you need to go through it twice")
 
 
+def _key(tensor) -> int:
+    """Who a gradient belongs to: a non-leaf tensor's creator (a graph may hold several tensor objects for one
+    result, see :meth:`Function.link`), a leaf itself."""
+    node = tensor._node
+    return id(tensor) if node is None else id(node)
+
+
 def _topological_order(roots: Sequence) -> List:
     """Tensors with a creator, each after all tensors that consume it."""
     order = []
     seen = set()
     for root in roots:
-        if root._node is None or id(root) in seen:
+        if root._node is None or _key(root) in seen:
             continue
         if root._node.inputs is None:
             raise RuntimeError(_FREED)
-        seen.add(id(root))
+        seen.add(_key(root))
         stack = [(root, iter(root._node.inputs))]
         while stack:
             tensor, parents = stack[-1]
             for parent in parents:
                 node = parent._node
-                if node is not None and parent.requires_grad and id(parent) not in seen:
+                if node is not None and parent.requires_grad and id(node) not in seen:
                     if node.inputs is None:
                         raise RuntimeError(_FREED)
-                    seen.add(id(parent))
+                    seen.add(id(node))
                     stack.append((parent, iter(node.inputs)))
                     break
             else:
@@ -85,9 +92,11 @@ def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
 
     grad_of = {}
     for output, seed in zip(outputs, seeds):
-        key = id(output)
+        key = _key(output)
         grad_of[key] = grad_of[key] + seed if key in grad_of else seed
-    wanted = None if inputs is None else {id(t) for t in inputs}
+    # Keys are taken now: backward frees the nodes they are made from.
+    input_keys = None if inputs is None else [_key(t) for t in inputs]
+    wanted = None if inputs is None else set(input_keys)
     captured = {}
     given_to_leaves = {_owner(g.data) for g, given in zip(seeds, grads) if given is not None}
 
@@ -99,11 +108,12 @@ def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
             if output._node is None and id(output) in grad_of:
                 _deliver(output, grad_of.pop(id(output)), wanted, captured, given_to_leaves)
         for tensor in reversed(order):
-            grad = grad_of.pop(id(tensor), None)
+            key = _key(tensor)
+            grad = grad_of.pop(key, None)
             if grad is None:
                 continue
-            if wanted is not None and id(tensor) in wanted:
-                captured[id(tensor)] = grad
+            if wanted is not None and key in wanted:
+                captured[key] = grad
             node = tensor._node
             input_grads = node.backward(grad)
             if type(input_grads) is not tuple:
@@ -114,11 +124,11 @@ def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
                 if parent._node is None:
                     _deliver(parent, parent_grad, wanted, captured, given_to_leaves)
                 else:
-                    key = id(parent)
-                    if key in grad_of:
-                        grad_of[key] = grad_of[key] + parent_grad
+                    parent_key = id(parent._node)
+                    if parent_key in grad_of:
+                        grad_of[parent_key] = grad_of[parent_key] + parent_grad
                     else:
-                        grad_of[key] = parent_grad
+                        grad_of[parent_key] = parent_grad
             if not retain_graph:
                 node.inputs = None
                 tensor._node = _FreedNode
@@ -128,8 +138,8 @@ def run_backward(outputs: Sequence, grads: Sequence, retain_graph: bool = False,
     if inputs is None:
         return None
     results = []
-    for t in inputs:
-        g = captured.get(id(t))
+    for key in input_keys:
+        g = captured.get(key)
         if g is None and not allow_unused:
             raise RuntimeError("grad: one of the inputs was not used to compute the outputs "
                                "(pass allow_unused=True to get None for it)")

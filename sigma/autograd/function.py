@@ -39,6 +39,12 @@ class Function:
 
     __slots__ = ("inputs", "backend")
 
+    # False for a primitive whose backward reads only its inputs' shapes, dtypes and graph, never their
+    # values (an addition, a ReLU that keeps its own output). Its non-leaf inputs are then held through
+    # value-less links (see :func:`graph_link`), so that an activation nothing else needs is freed after
+    # the forward pass instead of living until backward, as PyTorch frees what no saved tensor holds.
+    reads_input_values = True
+
     def forward(self, *arrays: Any) -> Any:
         raise NotImplementedError
 
@@ -62,7 +68,7 @@ class Function:
         if grad_mode.enabled:
             for t in inputs:
                 if t.requires_grad:
-                    fn.inputs = inputs
+                    fn.inputs = inputs if cls.reads_input_values else tuple(graph_link(i) for i in inputs)
                     return _make(data, backend, True, fn)
         return _make(data, backend, False, None)
 
@@ -81,7 +87,7 @@ class UnaryFunction(Function):
         fn.backend = x.backend
         data = fn.forward(x.data, *params)
         if x.requires_grad and grad_mode.enabled:
-            fn.inputs = (x,)
+            fn.inputs = (x,) if cls.reads_input_values else (graph_link(x),)
             return _make(data, x.backend, True, fn)
         return _make(data, x.backend, False, None)
 
@@ -99,9 +105,34 @@ class BinaryFunction(Function):
         fn.backend = a.backend
         data = fn.forward(a.data, b.data, *params)
         if (a.requires_grad or b.requires_grad) and grad_mode.enabled:
-            fn.inputs = (a, b)
+            fn.inputs = (a, b) if cls.reads_input_values else (graph_link(a), graph_link(b))
             return _make(data, a.backend, True, fn)
         return _make(data, a.backend, False, None)
+
+
+def graph_link(tensor):
+    """``tensor`` as a graph input that does not keep its values alive.
+
+    A leaf is returned as it is (its values are the user's, and its ``.grad`` must reach it). A non-leaf
+    becomes a new tensor object with the same creator, ``requires_grad``, shape and dtype, whose data is a
+    zero-strided view of one element: the engine routes gradients by creator, so it stands for
+    ``tensor`` in backward, and ``tensor``'s own array is freed once nothing else holds it.
+
+    Example:
+        >>> import sigma
+        >>> from sigma.autograd.function import graph_link
+        >>> x = sigma.ones(1000, requires_grad=True) * 2
+        >>> link = graph_link(x)
+        >>> link.shape, link._node is x._node, link.data.strides
+        ((1000,), True, (0,))
+    """
+    node = tensor._node
+    if node is None:
+        return tensor
+    data = tensor.data
+    xp = tensor.backend.xp
+    return _make(xp.broadcast_to(xp.zeros((), dtype=data.dtype), data.shape), tensor.backend, tensor.requires_grad,
+                 node)
 
 
 def _different_backends(op: str, inputs) -> None:

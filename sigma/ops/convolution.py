@@ -244,6 +244,7 @@ class _AddChannelBias(BinaryFunction):
     ``out``'s values, so sharing the array is safe.
     """
     __slots__ = ()
+    reads_input_values = False
 
     def forward(self, out, bias):
         out += bias.reshape(1, -1, *([1] * (out.ndim - 2)))

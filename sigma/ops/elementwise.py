@@ -25,6 +25,7 @@ def _broadcast_error(op: str, a, b, error: Exception):
 
 class Add(BinaryFunction):
     __slots__ = ()
+    reads_input_values = False
 
     def forward(self, a, b):
         try:
@@ -257,15 +258,17 @@ class Cos(UnaryFunction):
 
 
 class Relu(UnaryFunction):
-    __slots__ = ()
+    __slots__ = ("output",)
+    reads_input_values = False  # the mask comes from the output, which the next layer keeps anyway
 
     def forward(self, x):
-        return _xp(x).maximum(x, 0)
+        self.output = _xp(x).maximum(x, 0)
+        return self.output
 
     def backward(self, grad):
         x, = self.inputs
-        # d relu is a step: constant in x, so the mask needs no graph.
-        return grad * _constant_like(x, x.data > 0)
+        # d relu is a step: constant in x, so the mask needs no graph. output > 0 exactly where x > 0.
+        return grad * _constant_like(x, self.output > 0)
 
 
 class Sigmoid(UnaryFunction):
