@@ -154,7 +154,8 @@ class CPUBackend(Backend):
         oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
         ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
         out = np.empty((n, c, oh, ow), dtype=x.dtype)
-        argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+        # A position in one (H, W) plane: int32 holds it for any image below 2**31 pixels, at half int64's memory.
+        argmax = np.empty((n, c, oh, ow), dtype=np.int32 if h * w < 2 ** 31 else np.int64)
         return kernels.max_pool2d(np.ascontiguousarray(x), kernel[0], kernel[1], stride[0], stride[1],
                                   padding[0], padding[1], oh, ow, out, argmax)
 

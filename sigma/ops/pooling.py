@@ -11,6 +11,7 @@ from sigma.tensor import Tensor
 
 class MaxPool2d(UnaryFunction):
     __slots__ = ("argmax",)
+    reads_input_values = False  # backward is a scatter at the argmax: only the input's shape is read
 
     def forward(self, x, kernel, stride, padding):
         out, self.argmax = self.backend.max_pool2d(x, kernel, stride, padding)
