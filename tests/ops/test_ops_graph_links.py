@@ -78,3 +78,20 @@ def test_a_second_backward_through_a_freed_graph_is_still_refused():
     out.backward()
     with pytest.raises(RuntimeError, match="already freed"):
         out.backward()
+
+
+def test_max_pooling_frees_its_input_and_its_gradient_matches_torch():
+    rng = np.random.default_rng(2)
+    v = rng.normal(size=(2, 3, 6, 6))
+    sx = sigma.tensor(v, dtype="float64", requires_grad=True)
+    hidden = sx * 1.5
+    watcher = weakref.ref(hidden.data)
+    pooled = sigma.max_pool2d(hidden, 2)
+    del hidden
+    gc.collect()
+    assert watcher() is None
+    (pooled * pooled).sum().backward()
+    tx = torch.tensor(v, requires_grad=True)
+    tp = torch.nn.functional.max_pool2d(tx * 1.5, 2)
+    (tp * tp).sum().backward()
+    np.testing.assert_allclose(sx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
