@@ -27,13 +27,12 @@ Example:
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import backends
 from sigma.distributed import HostStaged, LocalGroup, nccl_available
 from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
-                                          average_parameters, broadcast_parameters, gradient_step, local_step,
-                                          take_shard)
+                                          broadcast_parameters, gradient_step)
 from sigma.training.multiworker import MultiWorker
 from sigma.training.operators import Worker
 
@@ -97,36 +96,20 @@ class MultiGPU(MultiWorker):
         self.flats = [FlatBuffer(worker.network) for worker in self.workers]
         self.since_average = 0
 
-    def train_step(self, batch: Any) -> Dict[str, Any]:
-        primary_streams = WorkerStreams.install(self.workers[0].backend)
-        base = int(primary_streams.shared.integers(0, 2 ** 62, (1,))[0])
-        average = isinstance(self.merge, ModelAveraging)
-        self.since_average += 1
-        due = average and self.merge.due(self.since_average)
-
-        def task(index: int) -> Dict[str, Any]:
-            worker, flat, communicator = self.workers[index], self.flats[index], self.communicators[index]
+    def _step_streams(self) -> List[Tuple[WorkerStreams, Any]]:
+        # One seed drawn from worker 0's stream; each device's stream is its own backend's kind.
+        base = int(WorkerStreams.install(self.workers[0].backend).shared.integers(0, 2 ** 62, (1,))[0])
+        pairs = []
+        for index, worker in enumerate(self.workers):
             streams = WorkerStreams.install(worker.backend)
             stream = copy.copy(streams.shared)
             stream.seed(base + index)
-            shard = take_shard(batch, index, self.count)
-            with streams.using(stream):
-                if not average:
-                    return gradient_step(worker, shard, communicator, flat, update=True)
-                report = local_step(worker, shard, communicator, flat)
-                if due:
-                    average_parameters(communicator, flat)
-                return report
+            pairs.append((streams, stream))
+        return pairs
 
-        report = self._run_all(task)[0]
-        if due:
-            self.since_average = 0
-        return report
-
-    def average(self) -> None:
-        if isinstance(self.merge, ModelAveraging) and self.count > 1:
-            self._run_all(lambda index: average_parameters(self.communicators[index], self.flats[index]))
-        self.since_average = 0
+    def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
+        # Every device updates its own copy with the same summed gradients.
+        return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index], update=True)
 
     def teardown(self) -> None:
         super().teardown()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from sigma.distributed import CommunicationError, LocalGroup
 from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
@@ -70,6 +70,7 @@ class MultiWorker(Operator):
             replica_network, replica_optimiser = copy.deepcopy((network, optimiser))
             self.workers.append(Worker(replica_network, loss, replica_optimiser, primary.backend, gradient_clip))
         self.group = LocalGroup(self.count, timeout=self.timeout)
+        self.communicators = self.group.communicators
         self.flats = [FlatBuffer(worker.network) for worker in self.workers]
         self.since_average = 0
 
@@ -114,25 +115,34 @@ class MultiWorker(Operator):
             raise (real or errors)[0]
         return results
 
+    def _step_streams(self) -> List[Tuple[WorkerStreams, Any]]:
+        """Per worker: the ``WorkerStreams`` installed on its backend, and its own stream for this step."""
+        streams = WorkerStreams.install(self.workers[0].backend)
+        return [(streams, stream) for stream in streams.for_step(self.count)]
+
+    def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
+        """Worker ``index``'s part of an all-reduce step: the workers share worker 0's parameter arrays,
+        and worker 0 alone updates them."""
+        if index > 0:
+            self._share_parameters(index)
+        return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index],
+                             update=index == 0)
+
     def train_step(self, batch: Any) -> Dict[str, Any]:
-        backend = self.workers[0].backend
-        streams = WorkerStreams.install(backend)
-        step_streams = streams.for_step(self.count)
+        step_streams = self._step_streams()
         average = isinstance(self.merge, ModelAveraging)
         self.since_average += 1
         due = average and self.merge.due(self.since_average)
 
         def task(index: int) -> Dict[str, Any]:
-            worker, flat, communicator = self.workers[index], self.flats[index], self.group.communicators[index]
             shard = take_shard(batch, index, self.count)
-            with streams.using(step_streams[index]):
+            streams, stream = step_streams[index]
+            with streams.using(stream):
                 if not average:
-                    if index > 0:
-                        self._share_parameters(index)
-                    return gradient_step(worker, shard, communicator, flat, update=index == 0)
-                report = local_step(worker, shard, communicator, flat)
+                    return self._gradient_step(index, shard)
+                report = local_step(self.workers[index], shard, self.communicators[index], self.flats[index])
                 if due:
-                    average_parameters(communicator, flat)
+                    average_parameters(self.communicators[index], self.flats[index])
                 return report
 
         report = self._run_all(task)[0]
@@ -143,7 +153,7 @@ class MultiWorker(Operator):
     def average(self) -> None:
         """Average the workers' parameters now (model averaging; nothing to do with all-reduce)."""
         if isinstance(self.merge, ModelAveraging) and self.count > 1:
-            self._run_all(lambda index: average_parameters(self.group.communicators[index], self.flats[index]))
+            self._run_all(lambda index: average_parameters(self.communicators[index], self.flats[index]))
         self.since_average = 0
 
     def end_epoch(self) -> None:
