@@ -74,10 +74,6 @@ class MultiWorker(Operator):
         self.flats = [FlatBuffer(worker.network) for worker in self.workers]
         self.since_average = 0
 
-    @property
-    def _shares_parameters(self) -> bool:
-        return isinstance(self.merge, GradientAllReduce)
-
     def _share_parameters(self, index: int) -> None:
         # Re-pointed every step: cheap, and right even if the optimiser replaced an array.
         for mine, primary in zip(self.flats[index].parameters, self.flats[0].parameters):

@@ -6,40 +6,14 @@ import numpy as np
 import pytest
 
 import sigma
-import sigma.data
-import sigma.optim
-from sigma import nn
-from sigma.training import Trainer
 from sigma.training.operators import Inline, ModelAveraging, MultiGPU
 
 from conftest import GPU_SKIP_REASON
-
-
-def blobs(samples=120, features=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=2.0, size=(classes, features))
-    targets = rng.integers(0, classes, size=samples)
-    inputs = centres[targets] + rng.normal(size=(samples, features))
-    return sigma.data.InMemoryDataset(inputs=inputs.astype(np.float32), targets=targets.astype(np.int64))
-
-
-def make_trainer(operator, *, batch_size=32, batch_norm=False, **options):
-    sigma.manual_seed(0)
-    layers = [nn.Linear(8, 16)] + ([nn.BatchNorm1d(16)] if batch_norm else []) + [nn.ReLU(), nn.Linear(16, 3)]
-    network = nn.Sequential(*layers)
-    optimiser = sigma.optim.Adam(network.parameters(), lr=0.01)
-    data = sigma.data.MinibatchIterator(blobs(), batch_size=batch_size, seed=1)
-    return Trainer(network, nn.CrossEntropyLoss(), optimiser, data, operator=operator, **options)
+from distributed_helpers import assert_close, make_trainer
 
 
 def parameters(network):
     return {name: tensor.numpy().copy() for name, tensor in network.state_dict().items()}
-
-
-def assert_close(first, second, tolerance=2e-5):
-    assert first.keys() == second.keys() and first
-    for name in first:
-        np.testing.assert_allclose(first[name], second[name], rtol=tolerance, atol=tolerance, err_msg=name)
 
 
 @pytest.mark.parametrize("devices,batch_size", [(["cpu", "cpu"], 32), (["cpu", "cpu", "cpu"], 7)])
