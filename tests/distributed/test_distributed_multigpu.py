@@ -5,7 +5,6 @@ GPUs; the GPU run skips with its reason where there is none."""
 import numpy as np
 import pytest
 
-import sigma
 from sigma.training.operators import Inline, ModelAveraging, MultiGPU
 
 from conftest import GPU_SKIP_REASON
