@@ -12,7 +12,7 @@ setup(
                                     "sigma_marketplace", "sigma_marketplace.*"]),
     include_package_data=True,
     package_data={"sigma": ["data/bundled/*"]},
-    install_requires=["numpy>=2", "numba>=0.60", "h5py>=3.8", "tqdm>=4.60"],
+    install_requires=["numpy>=2", "numba>=0.60", "h5py>=3.8", "tqdm>=4.60", "threadpoolctl>=3"],
     extras_require={
         "gui": ["pyqt6<6.12", "pyqtgraph>=0.13"],
         "cuda": ["cupy-cuda12x>=13"],

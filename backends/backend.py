@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -100,6 +100,25 @@ class Backend:
         ``workers`` threads run kernels at once (several workers in one process); a no-op by default."""
         return contextlib.nullcontext()
 
+    # -- work in blocks -----------------------------------------------------
+    def block_workers(self, blocks: int) -> int:
+        """How many threads :meth:`run_blocks` spreads ``blocks`` blocks over (one by default)."""
+        return 1
+
+    def run_blocks(self, work: Callable[[int, int], None], blocks: int) -> None:
+        """Call ``work(worker, block)`` for ``block`` in ``range(blocks)``; ``worker`` is below
+        :meth:`block_workers` and numbers the thread, for per-thread buffers. In order, here by default.
+
+        Example:
+            >>> import backends
+            >>> done = []
+            >>> backends.get("cpu").run_blocks(lambda worker, block: done.append(block), 3)
+            >>> sorted(done)
+            [0, 1, 2]
+        """
+        for block in range(blocks):
+            work(0, block)
+
     # -- fused kernels ------------------------------------------------------
     def erf(self, x):
         """The error function, elementwise."""
@@ -128,6 +147,49 @@ class Backend:
         idx = argmax.reshape(n, c, -1)
         return self.xp.take_along_axis(flat, idx, axis=2).reshape(argmax.shape)
 
+    def normalise_channels(self, x, weight, bias, eps: float):
+        """Batch normalisation of (N, C, ...) with each channel's batch statistics.
+
+        ``weight`` and ``bias`` have shape (C,). Returns ``(out, mean, var,
+        inverse_std)``, the last three of shape (C,): the mean, the biased
+        variance and ``1 / sqrt(var + eps)``.
+        """
+        axes, shape = _channel_axes(x)
+        mean = x.mean(axis=axes)
+        centred = x - mean.reshape(shape)
+        var = (centred * centred).mean(axis=axes)
+        inverse_std = 1.0 / self.xp.sqrt(var + eps)
+        out = centred
+        out *= (inverse_std * weight).reshape(shape)
+        out += bias.reshape(shape)
+        return out, mean, var, inverse_std
+
+    def normalise_channels_backward(self, grad, x, mean, inverse_std, weight, need_input_grad: bool = True):
+        """Gradients of :meth:`normalise_channels`: ``(grad_x or None, grad_weight, grad_bias)``.
+
+        With ``x_hat = (x - mean) * inverse_std`` and ``M`` values per channel,
+        ``grad_x = weight * inverse_std * (grad - sum(grad) / M - x_hat * sum(grad * x_hat) / M)``.
+        """
+        axes, shape = _channel_axes(x)
+        x_hat = (x - mean.reshape(shape)) * inverse_std.reshape(shape)
+        grad_bias = grad.sum(axis=axes)
+        grad_weight = (grad * x_hat).sum(axis=axes)
+        grad_x = None
+        if need_input_grad:
+            count = x.size // x.shape[1]
+            grad_x = grad - (grad_bias / count).reshape(shape)
+            grad_x -= x_hat * (grad_weight / count).reshape(shape)
+            grad_x *= (weight * inverse_std).reshape(shape)
+        return grad_x, grad_weight, grad_bias
+
+    def channel_sums(self, x):
+        """Sum of (N, C, ...) over every axis but the channels: shape (C,), as a bias gradient needs."""
+        return x.sum(axis=_channel_axes(x)[0])
+
+    def relu_backward(self, grad, output):
+        """``grad`` where a ReLU's ``output`` is positive, 0 elsewhere."""
+        return grad * (output > 0)
+
     def scatter_add(self, shape: tuple, index, values):
         """Zeros of ``shape`` with ``values`` added at rows ``index`` along axis 0."""
         raise NotImplementedError
@@ -135,3 +197,8 @@ class Backend:
     def softmax_cross_entropy(self, logits, labels):
         """Return ``(per_sample_loss, softmax)`` for integer labels, stably."""
         raise NotImplementedError
+
+
+def _channel_axes(x) -> tuple:
+    """For (N, C, ...): the axes that are not channels, and the shape that broadcasts a (C,) array."""
+    return (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)

@@ -8,6 +8,7 @@ import numpy as np
 
 from backends.backend import Backend, RandomStream
 from backends.cpu import kernels
+from backends.cpu.block_pool import BlockPool, in_block_worker
 
 
 class NumpyRandomStream(RandomStream):
@@ -81,6 +82,7 @@ class CPUBackend(Backend):
     def __init__(self, name: str = "cpu", seed: int = 0):
         self.name = name
         self.random = NumpyRandomStream(seed)
+        self.block_pool = BlockPool()
 
     def asarray(self, data: Any, dtype: Any = None):
         if hasattr(data, "__cuda_array_interface__") and hasattr(data, "get"):
@@ -112,6 +114,14 @@ class CPUBackend(Backend):
         finally:
             numba.set_num_threads(previous)
 
+    def block_workers(self, blocks: int) -> int:
+        return self.block_pool.workers(blocks)
+
+    def run_blocks(self, work, blocks: int) -> None:
+        """Spread the blocks over numba's threads (this thread's share of them); BLAS runs one thread in
+        each meanwhile, and kernels called from a block run serially: see :mod:`backends.cpu.block_pool`."""
+        self.block_pool.run(work, blocks, self.block_pool.workers(blocks))
+
     def erf(self, x):
         from backends.cpu.special import erf
         return erf(x)
@@ -134,7 +144,8 @@ class CPUBackend(Backend):
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         out = _output(out, (c * kh * kw, n, oh * ow), x.dtype, "im2col")
-        return kernels.im2col(np.ascontiguousarray(x), kh, kw, stride[0], stride[1], padding[0], padding[1],
+        kernel_function = kernels.im2col_serial if in_block_worker() else kernels.im2col
+        return kernel_function(np.ascontiguousarray(x), kh, kw, stride[0], stride[1], padding[0], padding[1],
                               dilation[0], dilation[1], oh, ow, out)
 
     def col2im(self, cols, input_shape, kernel, stride, padding, dilation, out=None):
@@ -146,7 +157,8 @@ class CPUBackend(Backend):
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         out = _output(out, tuple(input_shape), cols.dtype, "col2im")
-        return kernels.col2im(np.ascontiguousarray(cols), kh, kw, stride[0], stride[1], padding[0], padding[1],
+        kernel_function = kernels.col2im_serial if in_block_worker() else kernels.col2im
+        return kernel_function(np.ascontiguousarray(cols), kh, kw, stride[0], stride[1], padding[0], padding[1],
                               dilation[0], dilation[1], oh, ow, out)
 
     def max_pool2d(self, x, kernel, stride, padding):
@@ -162,6 +174,41 @@ class CPUBackend(Backend):
     def pool_scatter(self, grad, argmax, input_shape):
         out = np.empty(input_shape, dtype=grad.dtype)
         return kernels.pool_scatter(np.ascontiguousarray(grad), argmax, out)
+
+    def normalise_channels(self, x, weight, bias, eps):
+        x = np.ascontiguousarray(x)
+        n, c = x.shape[:2]
+        dtype = x.dtype
+        out = np.empty_like(x)
+        mean, var, inverse_std = (np.empty(c, dtype=dtype) for _ in range(3))
+        kernels.normalise_channels(x.reshape(n, c, -1), np.ascontiguousarray(weight, dtype=dtype),
+                                   np.ascontiguousarray(bias, dtype=dtype), float(eps), out.reshape(n, c, -1),
+                                   mean, var, inverse_std)
+        return out, mean, var, inverse_std
+
+    def normalise_channels_backward(self, grad, x, mean, inverse_std, weight, need_input_grad=True):
+        x = np.ascontiguousarray(x)
+        n, c = x.shape[:2]
+        grad_x = np.empty_like(x) if need_input_grad else np.empty((1, c, 1), dtype=x.dtype)
+        grad_weight, grad_bias = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+        kernels.normalise_channels_backward(np.ascontiguousarray(grad, dtype=x.dtype).reshape(n, c, -1),
+                                            x.reshape(n, c, -1), mean, inverse_std,
+                                            np.ascontiguousarray(weight, dtype=x.dtype),
+                                            grad_x.reshape(grad_x.shape[0], c, -1), grad_weight, grad_bias,
+                                            need_input_grad)
+        return (grad_x if need_input_grad else None), grad_weight, grad_bias
+
+    def channel_sums(self, x):
+        n, c = x.shape[:2]
+        out = np.empty(c, dtype=np.float64)
+        kernels.channel_sums(np.ascontiguousarray(x).reshape(n, c, -1), out)
+        return out.astype(x.dtype)
+
+    def relu_backward(self, grad, output):
+        if grad.shape != output.shape or grad.dtype != output.dtype or grad.ndim == 0:
+            return super().relu_backward(grad, output)
+        return kernels.relu_backward(np.ascontiguousarray(grad), np.ascontiguousarray(output),
+                                     np.empty(grad.shape, dtype=grad.dtype))
 
     def scatter_add(self, shape, index, values):
         out = np.zeros(shape, dtype=values.dtype)

@@ -11,6 +11,11 @@ import numpy as np
 from numba import njit, prange
 
 
+# Sums may be reordered, so that LLVM vectorises them (it keeps the order of
+# floating-point additions otherwise); NaN and infinity keep their meaning.
+_REASSOCIATE = {"reassoc", "contract"}
+
+
 @njit(cache=True, inline="always")
 def _valid_columns(ow, w, sw, offset):
     """Output columns j whose input column j*sw + offset lies inside [0, w)."""
@@ -25,76 +30,103 @@ def _valid_columns(ow, w, sw, offset):
     return first, last
 
 
+@njit(cache=True, nogil=True)
+def _im2col_plane(x, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # The kh*kw rows of ``out`` that channel ``ch`` of sample ``b`` fills. The
+    # valid column range of each row is found first, so the copy loop has no
+    # branch. Element loops rather than slice assignments: numba sets up a
+    # generic strided copy for every slice, which cost more than copying an
+    # output row of ~20 values (3x slower in all). Unsigned indices tell numba
+    # an index is never negative, so it adds no wraparound test and the copy
+    # vectorises.
+    h, w = x.shape[2], x.shape[3]
+    image = x[b, ch]
+    for ki in range(kh):
+        for kj in range(kw):
+            offset = kj * dw - pw
+            first, last = _valid_columns(ow, w, sw, offset)
+            target = out[(ch * kh + ki) * kw + kj, b].reshape((oh, ow))
+            for i in range(oh):
+                y = i * sh - ph + ki * dh
+                if y < 0 or y >= h:
+                    for j in range(ow):
+                        target[i, j] = 0
+                    continue
+                for j in range(first):
+                    target[i, j] = 0
+                if sw == 1:
+                    source_start = np.uint64(first + offset)
+                    target_start = np.uint64(first)
+                    for j in range(np.uint64(last - first)):
+                        target[i, target_start + j] = image[y, source_start + j]
+                else:
+                    for j in range(first, last):
+                        target[i, j] = image[y, j * sw + offset]
+                for j in range(last, ow):
+                    target[i, j] = 0
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     # out: (C*kh*kw, N, OH*OW), so that a convolution over the whole batch is
-    # one matrix product. Each (sample, channel) pair is one parallel task
-    # writing its own kh*kw rows. The valid column range of each row is found
-    # first, so the copy loop has no branch. Element loops rather than slice
-    # assignments: numba sets up a generic strided copy for every slice, which
-    # cost more than copying an output row of ~20 values (3x slower in all).
-    # Unsigned indices tell numba an index is never negative, so it adds no
-    # wraparound test and the copy vectorises.
-    n, c, h, w = x.shape
+    # one matrix product. Each (sample, channel) pair is one parallel task.
+    n, c = x.shape[0], x.shape[1]
     for task in prange(n * c):
-        b = task // c
-        ch = task % c
-        image = x[b, ch]
-        for ki in range(kh):
-            for kj in range(kw):
-                offset = kj * dw - pw
-                first, last = _valid_columns(ow, w, sw, offset)
-                target = out[(ch * kh + ki) * kw + kj, b].reshape((oh, ow))
-                for i in range(oh):
-                    y = i * sh - ph + ki * dh
-                    if y < 0 or y >= h:
-                        for j in range(ow):
-                            target[i, j] = 0
-                        continue
-                    for j in range(first):
-                        target[i, j] = 0
-                    if sw == 1:
-                        source_start = np.uint64(first + offset)
-                        target_start = np.uint64(first)
-                        for j in range(np.uint64(last - first)):
-                            target[i, target_start + j] = image[y, source_start + j]
-                    else:
-                        for j in range(first, last):
-                            target[i, j] = image[y, j * sw + offset]
-                    for j in range(last, ow):
-                        target[i, j] = 0
+        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # im2col in the calling thread alone: for block workers, which already
+    # have a core each.
+    n, c = x.shape[0], x.shape[1]
+    for task in range(n * c):
+        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _col2im_plane(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # Adjoint of _im2col_plane: channel ``ch`` of sample ``b``, which only
+    # this call writes, so parallel callers never add into the same pixel.
+    h, w = out.shape[2], out.shape[3]
+    image = out[b, ch]
+    for y in range(h):
+        for x in range(w):
+            image[y, x] = 0
+    for ki in range(kh):
+        for kj in range(kw):
+            offset = kj * dw - pw
+            first, last = _valid_columns(ow, w, sw, offset)
+            source = cols[(ch * kh + ki) * kw + kj, b].reshape((oh, ow))
+            for i in range(oh):
+                y = i * sh - ph + ki * dh
+                if y < 0 or y >= h:
+                    continue
+                if sw == 1:
+                    source_start = np.uint64(first)
+                    target_start = np.uint64(first + offset)
+                    for j in range(np.uint64(last - first)):
+                        image[y, target_start + j] += source[i, source_start + j]
+                else:
+                    for j in range(first, last):
+                        image[y, j * sw + offset] += source[i, j]
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    # Adjoint of im2col. Task (b, ch) owns out[b, ch]: no two threads add into
-    # the same pixel.
-    n, c, h, w = out.shape
+    n, c = out.shape[0], out.shape[1]
     for task in prange(n * c):
-        b = task // c
-        ch = task % c
-        image = out[b, ch]
-        for y in range(h):
-            for x in range(w):
-                image[y, x] = 0
-        for ki in range(kh):
-            for kj in range(kw):
-                offset = kj * dw - pw
-                first, last = _valid_columns(ow, w, sw, offset)
-                source = cols[(ch * kh + ki) * kw + kj, b].reshape((oh, ow))
-                for i in range(oh):
-                    y = i * sh - ph + ki * dh
-                    if y < 0 or y >= h:
-                        continue
-                    if sw == 1:
-                        source_start = np.uint64(first)
-                        target_start = np.uint64(first + offset)
-                        for j in range(np.uint64(last - first)):
-                            image[y, target_start + j] += source[i, source_start + j]
-                    else:
-                        for j in range(first, last):
-                            image[y, j * sw + offset] += source[i, j]
+        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    n, c = out.shape[0], out.shape[1]
+    for task in range(n * c):
+        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
 
 
@@ -174,3 +206,88 @@ def softmax_cross_entropy(logits, labels, loss, probs):
             probs[i, j] *= inv
         loss[i] = math.log(total) + m - logits[i, labels[i]]
     return loss, probs
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=_REASSOCIATE)
+def normalise_channels(x, weight, bias, eps, out, mean, var, inverse_std):
+    # x, out: (N, C, S). Per channel, in float64: the mean, then the biased
+    # variance about it (two passes, so no cancellation), then the output.
+    # One channel is one task; its N*S values stay in cache between passes.
+    n, c, s = x.shape
+    count = n * s
+    for ch in prange(c):
+        total = 0.0
+        for b in range(n):
+            for i in range(s):
+                total += x[b, ch, i]
+        m = total / count
+        squares = 0.0
+        for b in range(n):
+            for i in range(s):
+                d = x[b, ch, i] - m
+                squares += d * d
+        inv = 1.0 / math.sqrt(squares / count + eps)
+        mean[ch] = m
+        var[ch] = squares / count
+        inverse_std[ch] = inv
+        scale = inv * weight[ch]
+        shift = bias[ch] - m * scale
+        for b in range(n):
+            for i in range(s):
+                out[b, ch, i] = x[b, ch, i] * scale + shift
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=_REASSOCIATE)
+def normalise_channels_backward(grad, x, mean, inverse_std, weight, dx, dweight, dbias, need_dx):
+    # With x_hat = (x - mean) * inverse_std and M = N*S values per channel:
+    # dbias = sum(g), dweight = sum(g * x_hat), and
+    # dx = weight * inverse_std * (g - dbias / M - x_hat * dweight / M).
+    n, c, s = x.shape
+    count = n * s
+    for ch in prange(c):
+        m = mean[ch]
+        inv = inverse_std[ch]
+        sum_g = 0.0
+        sum_g_x_hat = 0.0
+        for b in range(n):
+            for i in range(s):
+                g = grad[b, ch, i]
+                sum_g += g
+                sum_g_x_hat += g * ((x[b, ch, i] - m) * inv)
+        dbias[ch] = sum_g
+        dweight[ch] = sum_g_x_hat
+        if need_dx:
+            scale = weight[ch] * inv
+            mean_g = sum_g / count
+            mean_g_x_hat = sum_g_x_hat / count
+            for b in range(n):
+                for i in range(s):
+                    x_hat = (x[b, ch, i] - m) * inv
+                    dx[b, ch, i] = scale * (grad[b, ch, i] - mean_g - x_hat * mean_g_x_hat)
+    return dx
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu_backward(grad, output, out):
+    # grad where the ReLU passed its input (output > 0), else 0: one pass
+    # instead of a mask, its cast and a product.
+    flat_grad = grad.reshape(-1)
+    flat_output = output.reshape(-1)
+    flat_out = out.reshape(-1)
+    for i in prange(flat_out.size):
+        flat_out[i] = flat_grad[i] if flat_output[i] > 0 else 0
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=_REASSOCIATE)
+def channel_sums(x, out):
+    # x: (N, C, S) -> out: (C,) sums in float64, one channel per task.
+    n, c, s = x.shape
+    for ch in prange(c):
+        total = 0.0
+        for b in range(n):
+            for i in range(s):
+                total += x[b, ch, i]
+        out[ch] = total
+    return out

@@ -36,11 +36,18 @@ def _reduce_to(xp, array, shape: Tuple[int, ...]):
 class Normalise(Function):
     """Inputs ``(x[, weight][, bias])``; weight and bias already reshaped to broadcast against ``x``."""
 
-    __slots__ = ("axes", "eps", "has_weight", "has_bias", "batch_statistics", "mean", "var", "inverse_std")
+    __slots__ = ("axes", "eps", "has_weight", "has_bias", "batch_statistics", "mean", "var", "inverse_std",
+                 "per_channel")
 
     def forward(self, x, *affine, axes, eps, has_weight, has_bias, mean=None, var=None):
         self.axes, self.eps, self.has_weight, self.has_bias = axes, eps, has_weight, has_bias
         self.batch_statistics = mean is None
+        # Batch norm proper (statistics per channel over every other axis) has
+        # a fused kernel on the backend: one pass for the statistics and one
+        # for the output, per channel, instead of numpy's six.
+        self.per_channel = self.batch_statistics and x.ndim >= 2 and tuple(axes) == _channel_axes(x.ndim)
+        if self.per_channel:
+            return self._forward_per_channel(x, affine)
         if self.batch_statistics:
             mean = x.mean(axis=axes, keepdims=True)
             centred = x - mean
@@ -57,6 +64,31 @@ class Normalise(Function):
             out += affine[-1]
         return out
 
+    def _forward_per_channel(self, x, affine):
+        channels = x.shape[1]
+        xp = self.backend.xp
+        weight = affine[0].reshape(channels) if self.has_weight else xp.ones(channels, dtype=x.dtype)
+        bias = affine[-1].reshape(channels) if self.has_bias else xp.zeros(channels, dtype=x.dtype)
+        out, mean, var, inverse_std = self.backend.normalise_channels(x, weight, bias, self.eps)
+        shape = (1, channels) + (1,) * (x.ndim - 2)
+        self.mean, self.var, self.inverse_std = mean.reshape(shape), var.reshape(shape), inverse_std.reshape(shape)
+        return out
+
+    def _backward_per_channel(self, grad):
+        inputs = self.inputs
+        x = inputs[0]
+        channels = x.data.shape[1]
+        weight = inputs[1].data.reshape(channels) if self.has_weight else x.backend.xp.ones(channels, x.data.dtype)
+        grad_x, grad_weight, grad_bias = x.backend.normalise_channels_backward(
+            grad.data, x.data, self.mean.reshape(channels), self.inverse_std.reshape(channels), weight,
+            x.requires_grad)
+        gradients = [_wrap(grad_x, x) if x.requires_grad else None]
+        if self.has_weight:
+            gradients.append(_wrap(grad_weight.reshape(inputs[1].data.shape), x) if inputs[1].requires_grad else None)
+        if self.has_bias:
+            gradients.append(_wrap(grad_bias.reshape(inputs[-1].data.shape), x) if inputs[-1].requires_grad else None)
+        return tuple(gradients)
+
     def statistics(self):
         """(mean, biased variance) the forward pass used, shaped to broadcast against ``x``."""
         return self.mean, self.var
@@ -64,6 +96,8 @@ class Normalise(Function):
     def backward(self, grad):
         if grad_mode.enabled:
             return self._backward_differentiable(grad)
+        if self.per_channel:
+            return self._backward_per_channel(grad)
         inputs = self.inputs
         x = inputs[0]
         g = grad.data
@@ -120,6 +154,10 @@ class Normalise(Function):
         return tuple(gradients)
 
 
+def _channel_axes(ndim: int) -> Tuple[int, ...]:
+    return (0,) + tuple(range(2, ndim))
+
+
 def _wrap(array, like: Tensor) -> Tensor:
     return Tensor._make(array, like.backend, False, None)
 
@@ -142,6 +180,7 @@ def normalise(x: Tensor, axes: Tuple[int, ...], weight: Optional[Tensor], bias: 
             raise RuntimeError(f"normalise: weight/bias on {t.backend.name}, input on {x.backend.name}")
     function_inputs = [x] + affine
     fn = Normalise.__new__(Normalise)
+    fn.backend = x.backend
     data = fn.forward(x.data, *[t.data for t in affine], axes=axes, eps=eps, has_weight=weight is not None,
                       has_bias=bias is not None, mean=mean, var=var)
     requires_grad = grad_mode.enabled and any(t.requires_grad for t in function_inputs)

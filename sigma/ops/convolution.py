@@ -24,6 +24,7 @@ import math
 from typing import Optional, Sequence, Tuple, Union
 
 from sigma.autograd.function import BinaryFunction, UnaryFunction
+from sigma.autograd.grad_mode import grad_mode
 from sigma.tensor import Tensor
 
 IntPair = Union[int, Sequence[int]]
@@ -127,14 +128,23 @@ def _conv_forward(backend, x, w, geometry: _Geometry):
     w_groups = w.reshape(groups, ocg, -1)                        # (g, OCg, Kg)
     kg = w_groups.shape[2]
     blocks = geometry.blocks(backend)
-    buffers = _Buffers(xp, blocks, x.dtype)
-    for start, stop in blocks:
+    buffers = [_Buffers(xp, blocks, x.dtype) for _ in range(backend.block_workers(len(blocks)))]
+
+    def block_forward(worker, index):
+        start, stop = blocks[index]
         nb = stop - start
-        cols = geometry.im2col(backend, x[start:stop], buffers.get("cols", (groups * kg, nb, p)))
+        mine = buffers[worker]
+        cols = geometry.im2col(backend, x[start:stop], mine.get("cols", (groups * kg, nb, p)))
+        if nb == 1:   # (OCg, P) is the sample's own slice of the output: no copy
+            for g in range(groups):
+                xp.matmul(w_groups[g], cols[g * kg:(g + 1) * kg].reshape(kg, p), out=out[start, g * ocg:(g + 1) * ocg])
+            return
         for g in range(groups):
             product = _block_product(xp, w_groups[g], cols[g * kg:(g + 1) * kg].reshape(kg, nb * p),
-                                     buffers.get("product", (ocg, nb * p)))
+                                     mine.get("product", (ocg, nb * p)))
             out[start:stop, g * ocg:(g + 1) * ocg] = product.reshape(ocg, nb, p).transpose(1, 0, 2)
+
+    backend.run_blocks(block_forward, len(blocks))
     return out.reshape(n, oc, geometry.oh, geometry.ow)
 
 
@@ -149,21 +159,33 @@ def _conv_input_grad(backend, g, w, geometry: _Geometry):
     w_groups = w.reshape(groups, ocg, -1)
     kg = w_groups.shape[2]
     blocks = geometry.blocks(backend)
-    buffers = _Buffers(xp, blocks, g.dtype)
-    out = xp.empty(geometry.input_shape, dtype=g.dtype) if buffers.reuse else None
-    for start, stop in blocks:
+    if len(blocks) == 1:   # the whole batch at once (GPUs, small batches): nothing to reuse
+        cols = xp.empty((groups * kg, n, p), dtype=g.dtype)
+        _input_grad_columns(xp, g3, 0, n, w_groups, ocg, kg, cols, None)
+        return geometry.col2im(backend, cols, n)
+    out = xp.empty(geometry.input_shape, dtype=g.dtype)
+    buffers = [_Buffers(xp, blocks, g.dtype) for _ in range(backend.block_workers(len(blocks)))]
+
+    def block_input_grad(worker, index):
+        start, stop = blocks[index]
         nb = stop - start
-        grad_block = _channels_first(xp, g3, start, stop, buffers.get("grad", (oc, nb, p)))
-        cols = buffers.get("cols", (groups * kg, nb, p))
-        if cols is None:
-            cols = xp.empty((groups * kg, nb, p), dtype=g.dtype)
-        for gi in range(groups):
-            xp.matmul(w_groups[gi].T, grad_block[gi * ocg:(gi + 1) * ocg].reshape(ocg, nb * p),
-                      out=cols[gi * kg:(gi + 1) * kg].reshape(kg, nb * p))
-        if not buffers.reuse:
-            return geometry.col2im(backend, cols, n)           # one block: the whole batch
+        mine = buffers[worker]
+        cols = mine.get("cols", (groups * kg, nb, p))
+        _input_grad_columns(xp, g3, start, stop, w_groups, ocg, kg, cols, mine.get("grad", (oc, nb, p)))
         geometry.col2im(backend, cols, nb, out[start:stop])
+
+    backend.run_blocks(block_input_grad, len(blocks))
     return out
+
+
+def _input_grad_columns(xp, g3, start, stop, w_groups, ocg, kg, cols, grad_buffer):
+    """The patch gradients of samples [start, stop): w.T @ grad, per group, into ``cols``."""
+    nb = stop - start
+    p = g3.shape[2]
+    grad_block = _channels_first(xp, g3, start, stop, grad_buffer)
+    for gi in range(w_groups.shape[0]):
+        xp.matmul(w_groups[gi].T, grad_block[gi * ocg:(gi + 1) * ocg].reshape(ocg, nb * p),
+                  out=cols[gi * kg:(gi + 1) * kg].reshape(kg, nb * p))
 
 
 def _conv_weight_grad(backend, x, g, geometry: _Geometry, weight_shape):
@@ -175,16 +197,26 @@ def _conv_weight_grad(backend, x, g, geometry: _Geometry, weight_shape):
     p = geometry.oh * geometry.ow
     g3 = g.reshape(n, oc, p)
     kg = weight_shape[1] * weight_shape[2] * weight_shape[3]
-    dw = xp.zeros((groups, ocg, kg), dtype=x.dtype)
     blocks = geometry.blocks(backend)
-    buffers = _Buffers(xp, blocks, x.dtype)
-    for start, stop in blocks:
+    workers = backend.block_workers(len(blocks))
+    buffers = [_Buffers(xp, blocks, x.dtype) for _ in range(workers)]
+    # Each thread sums its own blocks; the sums are added at the end.
+    sums = [xp.zeros((groups, ocg, kg), dtype=x.dtype) for _ in range(workers)]
+
+    def block_weight_grad(worker, index):
+        start, stop = blocks[index]
         nb = stop - start
-        cols = geometry.im2col(backend, x[start:stop], buffers.get("cols", (groups * kg, nb, p)))
-        grad_block = _channels_first(xp, g3, start, stop, buffers.get("grad", (oc, nb, p)))
+        mine = buffers[worker]
+        cols = geometry.im2col(backend, x[start:stop], mine.get("cols", (groups * kg, nb, p)))
+        grad_block = _channels_first(xp, g3, start, stop, mine.get("grad", (oc, nb, p)))
         for gi in range(groups):
-            dw[gi] += grad_block[gi * ocg:(gi + 1) * ocg].reshape(ocg, nb * p) @ \
+            sums[worker][gi] += grad_block[gi * ocg:(gi + 1) * ocg].reshape(ocg, nb * p) @ \
                 cols[gi * kg:(gi + 1) * kg].reshape(kg, nb * p).T
+
+    backend.run_blocks(block_weight_grad, len(blocks))
+    dw = sums[0]
+    for partial in sums[1:]:
+        dw += partial
     return dw.reshape(weight_shape)
 
 
@@ -252,7 +284,10 @@ class _AddChannelBias(BinaryFunction):
 
     def backward(self, grad):
         out, bias = self.inputs
-        grad_bias = grad.sum(axis=(0,) + tuple(range(2, grad.ndim))) if bias.requires_grad else None
+        grad_bias = None
+        if bias.requires_grad:
+            grad_bias = grad.sum(axis=(0,) + tuple(range(2, grad.ndim))) if _recording() else \
+                Tensor._make(self.backend.channel_sums(grad.data), bias.backend, False, None)
         return (grad if out.requires_grad else None), grad_bias
 
 
@@ -278,6 +313,10 @@ class Fold(UnaryFunction):
 
     def backward(self, grad):
         return Unfold.apply(grad, *self.geometry)
+
+
+def _recording() -> bool:
+    return grad_mode.enabled
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,

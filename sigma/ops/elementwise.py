@@ -268,6 +268,8 @@ class Relu(UnaryFunction):
     def backward(self, grad):
         x, = self.inputs
         # d relu is a step: constant in x, so the mask needs no graph. output > 0 exactly where x > 0.
+        if not _recording():
+            return Tensor._make(self.backend.relu_backward(grad.data, self.output), x.backend, False, None)
         return grad * _constant_like(x, self.output > 0)
 
 

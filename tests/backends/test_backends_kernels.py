@@ -124,3 +124,59 @@ def test_erf_matches_math(device):
     b = backends.get(device)
     x = np.linspace(-3, 3, 13)
     np.testing.assert_allclose(b.to_host(b.erf(b.asarray(x))), [math.erf(v) for v in x], rtol=1e-12)
+
+
+# -- fused batch normalisation, ReLU gradient, channel sums ---------------------------------------
+# Each backend's kernel against the generic formulas of the Backend base class (what cupy runs).
+
+def _generic(method):
+    from backends.backend import Backend
+    return getattr(Backend, method)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("shape", [(6, 3, 4, 5), (9, 4)])
+def test_normalise_channels_matches_the_generic_formula(device, shape, dtype, tolerance):
+    b = backends.get(device)
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    weight, bias = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    arrays = [b.asarray(a) for a in (x, weight, bias, grad)]
+    fast = b.normalise_channels(arrays[0], arrays[1], arrays[2], 1e-5)
+    slow = _generic("normalise_channels")(b, arrays[0], arrays[1], arrays[2], 1e-5)
+    for got, want in zip(fast, slow):
+        np.testing.assert_allclose(b.to_host(got), b.to_host(want), rtol=tolerance, atol=tolerance)
+    axes = (0,) + tuple(range(2, len(shape)))
+    np.testing.assert_allclose(b.to_host(fast[1]), x.astype(np.float64).mean(axis=axes), rtol=tolerance)
+    mean, inverse_std = fast[1], fast[3]
+    fast_grads = b.normalise_channels_backward(arrays[3], arrays[0], mean, inverse_std, arrays[1])
+    slow_grads = _generic("normalise_channels_backward")(b, arrays[3], arrays[0], mean, inverse_std, arrays[1])
+    for got, want in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(b.to_host(got), b.to_host(want), rtol=10 * tolerance, atol=10 * tolerance)
+    without_input_grad = b.normalise_channels_backward(arrays[3], arrays[0], mean, inverse_std, arrays[1], False)
+    assert without_input_grad[0] is None
+    np.testing.assert_allclose(b.to_host(without_input_grad[1]), b.to_host(fast_grads[1]))
+
+
+def test_normalise_channels_propagates_nan_to_its_channel_only(device):
+    b = backends.get(device)
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    x[1, 2, 3] = np.nan
+    out, mean, var, _ = b.normalise_channels(b.asarray(x), b.asarray(np.ones(3)), b.asarray(np.zeros(3)), 1e-5)
+    out = b.to_host(out)
+    assert np.isnan(out[:, 2]).all() and np.isfinite(out[:, :2]).all()
+    assert np.isnan(b.to_host(mean)[2]) and np.isnan(b.to_host(var)[2])
+
+
+def test_relu_backward_and_channel_sums_match_numpy(device):
+    b = backends.get(device)
+    rng = np.random.default_rng(2)
+    output = np.maximum(rng.standard_normal((4, 3, 5, 2)), 0).astype(np.float32)
+    grad = rng.standard_normal(output.shape).astype(np.float32)
+    got = b.to_host(b.relu_backward(b.asarray(grad), b.asarray(output)))
+    np.testing.assert_array_equal(got, np.where(output > 0, grad, 0))
+    assert got.dtype == np.float32
+    sums = b.to_host(b.channel_sums(b.asarray(grad)))
+    np.testing.assert_allclose(sums, grad.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5)
+    assert sums.dtype == np.float32
