@@ -17,7 +17,7 @@ process when remote): on a shared, busy machine the wall-clock slowdown is
 noisy, and the GUI's CPU share is what it takes from the training. The window is
 drawn by Qt's offscreen platform unless a display is set.
 
-    python benchmarks/gui_overhead.py [--model mlp|cnn] [--iterations 600] [--rounds 3] [--sample]
+    python benchmarks/gui_overhead.py [--model mlp|cnn] [--iterations N] [--rounds 3] [--sample]
 
 It trains on the full MNIST when the data search path has it (``SIGMA_DATA``), else on the bundled sample,
 whose 11-batch epochs make the per-epoch work (evaluation, sample predictions) unusually frequent.
@@ -127,10 +127,14 @@ def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    parser.add_argument("--iterations", type=int, default=600)
+    # Long enough (10-40 s a run) for the window's redraw governor to settle: its first seconds, with every chart
+    # being created, cost several times what a second of steady watching does.
+    parser.add_argument("--iterations", type=int, default=None, help="steps per run (mlp 8000, cnn 150)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sample", action="store_true", help="train on the bundled MNIST sample")
     args = parser.parse_args()
+    if args.iterations is None:
+        args.iterations = {"mlp": 8000, "cnn": 150}[args.model]
     from sigma_gui.app import application
     app = application()
     results = {mode: [] for mode in MODES}

@@ -33,16 +33,16 @@ from sigma_gui.sources import RunSourceError
 from sigma_gui.style import run_colour
 
 REFRESH_HZ = 10
-# While a run trains, charts are redrawn at most once a chart interval. Drawing axes and curves is Python work
-# on the GUI thread that competes with the training thread for the interpreter and the cores, so the interval
-# adapts: every second the GUI thread's own CPU time is measured, averaged over about ten seconds (a redraw
-# every few seconds makes single seconds very uneven), and the interval grows while the GUI used more than
-# GUI_CPU_TARGET of a core, and shrinks back towards CHART_INTERVAL while it used less.
+# While a run trains, charts are redrawn at most once a chart interval. Drawing axes and curves is work on the
+# GUI thread that competes with the training for the interpreter and the cores (one redraw of the demo's charts
+# costs about 0.1 s of CPU on a 2-core machine, most of it painting), so the interval adapts: each redraw cycle
+# (from one redraw to the next) measures the GUI thread's CPU share over the cycle, which holds exactly one
+# redraw, and scales the interval by share / GUI_CPU_TARGET (at most x3, at least x0.5 per cycle). With a
+# redraw costing C seconds and the rest of the GUI a share b, the interval settles at C / (GUI_CPU_TARGET - b)
+# within a few cycles; it stays at CHART_INTERVAL where redraws are cheap.
 CHART_INTERVAL = 1.0
 MAX_CHART_INTERVAL = 15.0
 GUI_CPU_TARGET = 0.04
-GOVERNOR_PERIOD = 1.0
-GOVERNOR_MEMORY = 0.9  # weight of the past in the averaged CPU share: a time constant of about ten periods
 READOUT_INTERVAL = 0.5  # seconds between updates of the other panels while a run trains
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied
@@ -55,10 +55,10 @@ class MainWindow(QtWidgets.QMainWindow):
                  chart_interval: float = CHART_INTERVAL):
         super().__init__()
         self.chart_interval = self.minimum_chart_interval = chart_interval
-        self.gui_cpu_share = 0.0  # the GUI thread's CPU seconds per second, over the last governor period
+        self.gui_cpu_share = 0.0  # the GUI thread's CPU seconds per second, over the last redraw cycle
         self._charts_drawn_at = -float("inf")
         self._readouts_drawn_at = -float("inf")
-        self._governor_started = (time.monotonic(), time.thread_time())
+        self._cycle_started = (time.monotonic(), time.thread_time())
         self.setWindowTitle("Sigma")
         self.resize(1280, 860)
         self.settings = settings if settings is not None else QtCore.QSettings(SETTINGS_ORGANISATION,
@@ -222,13 +222,13 @@ class MainWindow(QtWidgets.QMainWindow):
         now = time.monotonic()
         training = any(c.state.live for c in connections)
         if force_charts or not training or now - self._charts_drawn_at >= self.chart_interval:
+            if not force_charts:
+                self.govern(training, now, time.thread_time())
             self._charts_drawn_at = now
             self.charts.refresh(connections)
             self.accuracy.refresh(connections)
             if _in_view(self.histograms):  # a panel behind another tab waits until it is shown
                 self.histograms.refresh(current)
-        if not force_charts:
-            self._govern(training, now)
         self.draw.refresh(current)  # every tick: the answer to a drawing should come at once
         if force_charts or not training or now - self._readouts_drawn_at >= READOUT_INTERVAL:
             # Read-outs change at every step; repainting them at every tick would cost more than it shows.
@@ -244,20 +244,19 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.windowTitle() != title:
                 self.setWindowTitle(title)
 
-    def _govern(self, training: bool, now: float) -> None:
-        """Adapt ``chart_interval`` so that the GUI thread uses about GUI_CPU_TARGET of a core while training."""
-        started_wall, started_cpu = self._governor_started
-        if now - started_wall < GOVERNOR_PERIOD:
+    def govern(self, training: bool, now: float, cpu: float) -> None:
+        """End a redraw cycle at wall time ``now`` and GUI-thread CPU time ``cpu``, and set the next
+        ``chart_interval`` so that the GUI thread uses about GUI_CPU_TARGET of a core while a run trains."""
+        started_wall, started_cpu = self._cycle_started
+        self._cycle_started = (now, cpu)
+        elapsed = now - started_wall
+        if elapsed <= 0:
             return
-        cpu = time.thread_time()
-        share = (cpu - started_cpu) / (now - started_wall)
-        self._governor_started = (now, cpu)
+        self.gui_cpu_share = (cpu - started_cpu) / elapsed
         if not training:
-            self.gui_cpu_share = share
             self.chart_interval = self.minimum_chart_interval
             return
-        self.gui_cpu_share = GOVERNOR_MEMORY * self.gui_cpu_share + (1 - GOVERNOR_MEMORY) * share
-        factor = min(1.5, max(0.8, self.gui_cpu_share / GUI_CPU_TARGET))
+        factor = min(3.0, max(0.5, self.gui_cpu_share / GUI_CPU_TARGET))
         self.chart_interval = min(MAX_CHART_INTERVAL, max(self.minimum_chart_interval, self.chart_interval * factor))
 
     def _layer_selected(self, layer: str) -> None:

@@ -5,6 +5,8 @@ command opened, and closes it when the test has seen what it waits for (or after
 test rather than hanging it).
 """
 import io
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -75,7 +77,23 @@ def finished_run(tmp_path):
     return trainer.run_directory.path
 
 
-def test_sigma_gui_opens_a_finished_run_with_its_curves(qtbot, finished_run, capsys):
+@pytest.fixture
+def priority_lowered(monkeypatch):
+    """Record ``sigma gui``'s call to lower its priority instead of lowering this test process's."""
+    from sigma_gui import app
+    calls = []
+    monkeypatch.setattr(app, "yield_to_training", lambda: calls.append(True))
+    return calls
+
+
+def test_yield_to_training_lowers_the_process_priority():
+    code = ("import os; from sigma_gui.app import yield_to_training; before = os.getpriority(os.PRIO_PROCESS, 0); "
+            "yield_to_training(5); print(os.getpriority(os.PRIO_PROCESS, 0) - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "5", out.stdout + out.stderr
+
+
+def test_sigma_gui_opens_a_finished_run_with_its_curves(qtbot, finished_run, capsys, priority_lowered):
     def loaded(window):
         window.refresh()
         return "train/loss" in window.charts.charts and window.current.source.at_end
@@ -86,6 +104,7 @@ def test_sigma_gui_opens_a_finished_run_with_its_curves(qtbot, finished_run, cap
     finally:
         watcher.stop()
     assert status == 0 and not watcher.timed_out, capsys.readouterr().err
+    assert priority_lowered == [True]
     window = watcher.window
     assert [c.name for c in window.connections] == ["blobs"] and not window.error_dialogs
     iterations, values = metric_values(finished_run, "train/loss")
@@ -98,7 +117,7 @@ def test_sigma_gui_opens_a_finished_run_with_its_curves(qtbot, finished_run, cap
     assert window.control.fields["connection"].text() == "read-only"
 
 
-def test_sigma_gui_shows_an_error_dialog_for_a_folder_that_is_not_a_run(qtbot, tmp_path):
+def test_sigma_gui_shows_an_error_dialog_for_a_folder_that_is_not_a_run(qtbot, tmp_path, priority_lowered):
     (tmp_path / "holiday-photos").mkdir()
     watcher = WindowWatcher(lambda window: bool(window.error_dialogs))
     try:

@@ -450,3 +450,30 @@ def test_run_with_gui_trains_on_a_thread_and_returns_the_result(qtbot, settings,
     state = window.current.state
     assert len(state.series["train/loss"]) == 9 and state.status == "finished"
     assert not window.isVisible()
+
+
+def test_chart_interval_settles_where_redraws_cost_the_target_share(window):
+    """The governor, fed the CPU time of simulated redraw cycles: each redraw costs ``cost`` seconds and the rest
+    of the GUI a share ``baseline``; the interval must settle at cost / (target - baseline) within a few cycles."""
+    from sigma_gui import window as window_module
+    target, cost, baseline = window_module.GUI_CPU_TARGET, 0.2, 0.01
+    now, cpu = 100.0, 50.0
+    window.govern(True, now, cpu)   # the first cycle starts here
+    intervals = []
+    for _ in range(8):
+        interval = window.chart_interval
+        now, cpu = now + interval, cpu + cost + baseline * interval
+        window.govern(True, now, cpu)
+        intervals.append(window.chart_interval)
+    settled = cost / (target - baseline)
+    assert intervals[0] == pytest.approx(3.0 * window.minimum_chart_interval)  # at most x3 per cycle
+    assert intervals[-1] == pytest.approx(settled, rel=0.02)
+    assert window.gui_cpu_share == pytest.approx(target, rel=0.02)
+    # Redraws far too costly for the target: the interval stops at its maximum.
+    for _ in range(10):
+        now, cpu = now + window.chart_interval, cpu + 5.0
+        window.govern(True, now, cpu)
+    assert window.chart_interval == window_module.MAX_CHART_INTERVAL
+    # Training over: back to the shortest interval at once.
+    window.govern(False, now + 1.0, cpu + 0.5)
+    assert window.chart_interval == window.minimum_chart_interval
