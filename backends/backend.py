@@ -186,6 +186,10 @@ class Backend:
         """Sum of (N, C, ...) over every axis but the channels: shape (C,), as a bias gradient needs."""
         return x.sum(axis=_channel_axes(x)[0])
 
+    def relu(self, x):
+        """``max(x, 0)`` elementwise, NaN kept."""
+        return self.xp.maximum(x, 0)
+
     def relu_backward(self, grad, output):
         """``grad`` where a ReLU's ``output`` is positive, 0 elsewhere."""
         return grad * (output > 0)

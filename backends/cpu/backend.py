@@ -204,6 +204,11 @@ class CPUBackend(Backend):
         kernels.channel_sums(np.ascontiguousarray(x).reshape(n, c, -1), out)
         return out.astype(x.dtype)
 
+    def relu(self, x):
+        if x.ndim == 0 or x.dtype.kind != "f":
+            return super().relu(x)
+        return kernels.relu(np.ascontiguousarray(x), np.empty(x.shape, dtype=x.dtype))
+
     def relu_backward(self, grad, output):
         if grad.shape != output.shape or grad.dtype != output.dtype or grad.ndim == 0:
             return super().relu_backward(grad, output)

@@ -130,31 +130,35 @@ def col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def max_pool2d(x, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
+    # Each window is clipped to the image first (padding is at most half the
+    # kernel, so no window is empty), so the scan has no bounds tests. Ties
+    # keep the first position; a NaN wins and ends the scan, as in numpy's max.
     n, c, h, w = x.shape
     for bc in prange(n * c):
         b = bc // c
         ch = bc % c
+        image = x[b, ch]
         for i in range(oh):
+            y_first = max(i * sh - ph, 0)
+            y_stop = min(i * sh - ph + kh, h)
             for j in range(ow):
-                best = -np.inf
-                best_index = -1
-                for ki in range(kh):
-                    y = i * sh - ph + ki
-                    if y < 0 or y >= h:
-                        continue
-                    for kj in range(kw):
-                        xx = j * sw - pw + kj
-                        if xx < 0 or xx >= w:
-                            continue
-                        v = x[b, ch, y, xx]
-                        # NaN wins so that it propagates like in numpy's max
-                        if v > best or best_index == -1 or math.isnan(v):
-                            best = v
-                            best_index = y * w + xx
-                            if math.isnan(v):
-                                break
+                x_first = max(j * sw - pw, 0)
+                x_stop = min(j * sw - pw + kw, w)
+                best = image[y_first, x_first]
+                best_index = y_first * w + x_first
+                if best == best:
+                    for y in range(y_first, y_stop):
+                        for xx in range(x_first, x_stop):
+                            v = image[y, xx]
+                            if v > best or v != v:
+                                best = v
+                                best_index = y * w + xx
+                                if v != v:
+                                    break
+                        if best != best:
+                            break
                 out[b, ch, i, j] = best
                 argmax[b, ch, i, j] = best_index
     return out, argmax
@@ -266,6 +270,17 @@ def normalise_channels_backward(grad, x, mean, inverse_std, weight, dx, dweight,
                     x_hat = (x[b, ch, i] - m) * inv
                     dx[b, ch, i] = scale * (grad[b, ch, i] - mean_g - x_hat * mean_g_x_hat)
     return dx
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu(x, out):
+    # max(x, 0), NaN kept (as numpy's maximum), over all cores.
+    flat_x = x.reshape(-1)
+    flat_out = out.reshape(-1)
+    for i in prange(flat_out.size):
+        v = flat_x[i]
+        flat_out[i] = 0 if v <= 0 else v
+    return out
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -262,7 +262,7 @@ class Relu(UnaryFunction):
     reads_input_values = False  # the mask comes from the output, which the next layer keeps anyway
 
     def forward(self, x):
-        self.output = _xp(x).maximum(x, 0)
+        self.output = self.backend.relu(x)
         return self.output
 
     def backward(self, grad):

@@ -169,11 +169,14 @@ def test_normalise_channels_propagates_nan_to_its_channel_only(device):
     assert np.isnan(b.to_host(mean)[2]) and np.isnan(b.to_host(var)[2])
 
 
-def test_relu_backward_and_channel_sums_match_numpy(device):
+def test_relu_its_gradient_and_channel_sums_match_numpy(device):
     b = backends.get(device)
     rng = np.random.default_rng(2)
     output = np.maximum(rng.standard_normal((4, 3, 5, 2)), 0).astype(np.float32)
     grad = rng.standard_normal(output.shape).astype(np.float32)
+    x = rng.standard_normal((4, 3, 5, 2)).astype(np.float32)
+    x[0, 0, 0, 0], x[1, 1, 1, 1] = np.nan, -np.inf
+    np.testing.assert_array_equal(b.to_host(b.relu(b.asarray(x))), np.maximum(x, 0))   # NaN kept
     got = b.to_host(b.relu_backward(b.asarray(grad), b.asarray(output)))
     np.testing.assert_array_equal(got, np.where(output > 0, grad, 0))
     assert got.dtype == np.float32
