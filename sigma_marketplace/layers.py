@@ -31,8 +31,11 @@ from sigma.tensor import Tensor
 __all__ = ["WideContext", "register_wide_layer", "wide_layer_for", "PER_CHANNEL_LAYERS", "MIXING_LAYERS"]
 
 # Target size of one chunk's patch matrix in a convolution: the product is
-# done chunk by chunk over the samples so the patches stay in cache.
-PATCH_CHUNK_BYTES = 16 * 1024 * 1024
+# done chunk by chunk over the samples so the patches stay in cache. On the
+# CPU the chunks are spread over the cores by the backend's block pool, each
+# thread running im2col and the matrix product of whole chunks (see
+# backends/cpu/block_pool.py), as sigma.ops.convolution does.
+PATCH_CHUNK_BYTES = 2 * 1024 * 1024
 
 WideLayer = Callable[["WideContext", nn.Module, object, bool], Tuple[object, bool]]
 _WIDE_LAYERS: Dict[type, WideLayer] = {}
@@ -161,18 +164,31 @@ def conv2d_array(backend, x, weight, groups: int, stride, padding, dilation, out
     target = out.reshape((split, n, block, pixels)) if split else out.reshape((n, out_channels, pixels))
     per_sample = channels * kh * kw * pixels * x.dtype.itemsize
     step = n if backend.kind != "cpu" else max(1, PATCH_CHUNK_BYTES // max(per_sample, 1))
-    for start in range(0, n, step):
-        stop = min(start + step, n)
+    chunks = [(start, min(start + step, n)) for start in range(0, n, step)]
+    rows = channels * kh * kw
+    # One patch array per thread, reused chunk after chunk (the first chunk is the largest).
+    patch_buffers = [xp.empty(rows * step * pixels, dtype=x.dtype) if len(chunks) > 1 else None
+                     for _ in range(backend.block_workers(len(chunks)))]
+
+    def convolve_chunk(worker: int, index: int) -> None:
+        start, stop = chunks[index]
         count = stop - start
-        patches = backend.im2col(x[start:stop], (kh, kw), tuple(stride), tuple(padding), tuple(dilation))
+        buffer = patch_buffers[worker]
+        if buffer is None:
+            patches = backend.im2col(x[start:stop], (kh, kw), tuple(stride), tuple(padding), tuple(dilation))
+        else:
+            patches = backend.im2col(x[start:stop], (kh, kw), tuple(stride), tuple(padding), tuple(dilation),
+                                     buffer[:rows * count * pixels].reshape(rows, count, pixels))
         patches = patches.reshape(groups, kernel_size, count * pixels)
         product = grouped_weight[0] @ patches[0] if groups == 1 else xp.matmul(grouped_weight, patches)
         if split:   # (OC, count*P) -> (split, count, OC/split, P), one 3-d copy per block
             blocks = product.reshape(split, block, count, pixels)
-            for index in range(split):
-                target[index, start:stop] = blocks[index].transpose(1, 0, 2)
+            for vendor in range(split):
+                target[vendor, start:stop] = blocks[vendor].transpose(1, 0, 2)
         else:
             target[start:stop] = product.reshape(out_channels, count, pixels).transpose(1, 0, 2)
+
+    backend.run_blocks(convolve_chunk, len(chunks))
     return out
 
 

@@ -224,3 +224,20 @@ def test_the_handle_keeps_the_leaders_outputs_of_the_wide_pass():
     expected = network(x).numpy()
     optimiser.step(handle)
     np.testing.assert_allclose(handle.leader_outputs.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups,split", [(1, None), (1, 3), (2, None)])
+def test_conv2d_array_in_chunks_over_two_block_threads_equals_the_plain_convolution(monkeypatch, groups, split):
+    import backends
+    cpu = backends.get("cpu")
+    monkeypatch.setattr(wide_layers, "PATCH_CHUNK_BYTES", 1)           # one sample per chunk
+    monkeypatch.setattr(cpu.block_pool, "workers", lambda blocks: 2)    # two threads even on one core
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 4, 7, 6)).astype(np.float32)
+    weight = rng.standard_normal((6, 4 // groups, 3, 2)).astype(np.float32)
+    out = wide_layers.conv2d_array(cpu, x, weight, groups, (1, 2), (1, 0), (1, 1), split=split)
+    expected = sigma.conv2d(sigma.tensor(x), sigma.tensor(weight), stride=(1, 2), padding=(1, 0),
+                            groups=groups).numpy()
+    if split:   # (V, N, OC/V, OH, OW): the vendors' output channels side by side
+        expected = expected.reshape(5, split, 6 // split, *expected.shape[2:]).transpose(1, 0, 2, 3, 4)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
