@@ -110,6 +110,8 @@ def _block_product(xp, a, b, out):
 
 def _channels_first(xp, g3, start, stop, out):
     """(nb, OC, P) slice of the output gradient -> contiguous (OC, nb, P)."""
+    if stop - start == 1 and g3.flags.c_contiguous:   # one sample is already (OC, P): a view, no copy
+        return g3[start][:, None, :]
     block = g3[start:stop].transpose(1, 0, 2)
     if out is None:
         return xp.ascontiguousarray(block)
