@@ -11,7 +11,6 @@ products release the GIL, so the threads run in parallel.
 """
 from __future__ import annotations
 
-import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
@@ -28,8 +27,11 @@ class BlockPool:
     """Runs ``work(worker, block)`` for every block, on as many threads as numba may use here.
 
     ``worker`` numbers the thread (0 is the caller), so that the work can keep
-    buffers per thread. Blocks are taken in order from a shared counter, so a
-    thread that finishes early takes the next one.
+    buffers (and partial sums) per thread. Worker ``w`` of ``n`` takes blocks
+    ``w, w + n, w + 2n, ...`` in order: a fixed split rather than first come,
+    first served, so that what a worker sums (a convolution's weight gradient)
+    comes out bit for bit the same in every run, as resuming from a
+    checkpoint needs. The blocks of one operation are of equal size.
 
     Example:
         >>> pool = BlockPool()
@@ -62,13 +64,12 @@ class BlockPool:
             return
         try:
             executor = self._executor_for(workers - 1)
-            counter = itertools.count()
             with self._blas_limited():
-                futures = [executor.submit(self._loop, work, counter, blocks, worker)
+                futures = [executor.submit(self._loop, work, blocks, worker, workers)
                            for worker in range(1, workers)]
                 error = None
                 try:
-                    self._loop(work, counter, blocks, 0)
+                    self._loop(work, blocks, 0, workers)
                 except BaseException as exc:   # wait for the others before raising
                     error = exc
                 for future in futures:
@@ -84,18 +85,17 @@ class BlockPool:
     @staticmethod
     def _run_serially(work, blocks: int, workers: int) -> None:
         # ``workers`` > 1 here only when another operation holds the pool: this
-        # thread then does every block itself, with worker 0's buffers.
+        # thread then does every block itself, each as the worker it would have
+        # gone to, so that per-worker sums are the same as in parallel.
         for block in range(blocks):
-            work(0, block)
+            work(block % max(workers, 1), block)
 
     @staticmethod
-    def _loop(work, counter, blocks: int, worker: int) -> None:
+    def _loop(work, blocks: int, worker: int, workers: int) -> None:
         previous = in_block_worker()
         _state.active = True
         try:
-            for block in counter:   # next() on an itertools.count is atomic under the GIL
-                if block >= blocks:
-                    break
+            for block in range(worker, blocks, workers):
                 work(worker, block)
         finally:
             _state.active = previous

@@ -33,6 +33,37 @@ def test_every_block_runs_once_spread_over_the_threads():
     assert not in_block_worker()
 
 
+def test_each_worker_takes_a_fixed_share_of_the_blocks():
+    # What a worker sums must not depend on thread timing: a resumed run has to repeat an uninterrupted one.
+    taken, lock = [], threading.Lock()
+
+    def work(worker, block):
+        time.sleep(0.001 * (block % 3))   # uneven blocks: first come, first served would reshuffle them
+        with lock:
+            taken.append((worker, block))
+
+    BlockPool().run(work, 9, workers=2)
+    assert sorted(taken) == [(0, 0), (0, 2), (0, 4), (0, 6), (0, 8), (1, 1), (1, 3), (1, 5), (1, 7)]
+
+
+def test_convolution_weight_gradient_is_the_same_bits_every_run(monkeypatch):
+    import sigma
+    from sigma.ops import convolution
+    cpu = backends.get("cpu")
+    monkeypatch.setattr(convolution, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(cpu.block_pool, "workers", lambda blocks: 2)
+    rng = np.random.default_rng(1)
+    x = sigma.tensor(rng.standard_normal((16, 3, 9, 9)).astype(np.float32))
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grads = []
+    for _ in range(5):
+        w = sigma.tensor(weight, requires_grad=True)
+        out = sigma.conv2d(x, w)
+        (out * out).sum().backward()
+        grads.append(w.grad.numpy().copy())
+    assert all(np.array_equal(grads[0], g) for g in grads[1:])
+
+
 def test_blas_threads_are_given_back_after_the_blocks():
     before = _blas_threads()
     BlockPool().run(lambda worker, block: None, 4, workers=2)
@@ -70,7 +101,8 @@ def test_a_second_operation_while_the_pool_is_busy_runs_in_its_own_thread():
     started.wait(5)
     pool.run(lambda worker, block: inner.append((worker, threading.get_ident())), 3, workers=2)
     runner.join()
-    assert inner == [(0, threading.get_ident())] * 3
+    # All in this thread, each block as the worker it would have gone to (the same per-worker sums).
+    assert inner == [(0, threading.get_ident()), (1, threading.get_ident()), (0, threading.get_ident())]
 
 
 def test_blocks_use_one_thread_inside_a_block_worker():
