@@ -119,6 +119,10 @@ class Backend:
         for block in range(blocks):
             work(0, block)
 
+    def matmul(self, a, b):
+        """``a @ b`` with numpy's rules (the matrix products of ``MatMul`` and ``LinearMap``)."""
+        return a @ b
+
     # -- fused kernels ------------------------------------------------------
     def erf(self, x):
         """The error function, elementwise."""

@@ -66,6 +66,11 @@ def _output(out, shape, dtype, kernel):
     return out
 
 
+# Products of this many multiply-adds run with BLAS held to one thread (see CPUBackend.matmul). Below the first,
+# OpenBLAS runs a product on one thread by itself.
+MATMUL_ONE_THREAD_MACS = (2 ** 18, 2 ** 23)
+
+
 class CPUBackend(Backend):
     """numpy on the host, with numba kernels for convolution and pooling.
 
@@ -121,6 +126,26 @@ class CPUBackend(Backend):
         """Spread the blocks over numba's threads (this thread's share of them); BLAS runs one thread in
         each meanwhile, and kernels called from a block run serially: see :mod:`backends.cpu.block_pool`."""
         self.block_pool.run(work, blocks, self.block_pool.workers(blocks))
+
+    def matmul(self, a, b):
+        """``a @ b``; mid-sized 2-d products run with BLAS held to one thread.
+
+        After a multi-threaded product OpenBLAS's worker threads spin for a while waiting for more, and the
+        convolution's block threads that run next (BLAS held to one thread, see block_pool.py) then share the
+        cores with them: the beautiful-MNIST CNN, whose only such products are its last linear layer's
+        (about 740,000 multiply-adds each), took 206-209 ms a step that way and 141-173 ms with OpenBLAS at
+        one thread. A product that small gains little from a second thread, so products between
+        2**18 multiply-adds (below which OpenBLAS runs on one thread anyway) and 2**23 run on one; larger
+        ones keep OpenBLAS's threads, which beat cutting the product into blocks on the block pool (the
+        large MLP's products took 1.5x as long that way).
+        """
+        if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]:
+            multiply_adds = a.shape[0] * a.shape[1] * b.shape[1]
+            if MATMUL_ONE_THREAD_MACS[0] <= multiply_adds < MATMUL_ONE_THREAD_MACS[1] \
+                    and not in_block_worker():
+                with self.block_pool.single_threaded_blas():
+                    return a @ b
+        return a @ b
 
     def erf(self, x):
         from backends.cpu.special import erf

@@ -11,6 +11,7 @@ products release the GIL, so the threads run in parallel.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
@@ -108,8 +109,30 @@ class BlockPool:
             self._executor_threads = threads
         return self._executor
 
+    def single_threaded_blas(self):
+        """A context in which BLAS runs on one thread (the thread count it had is restored after).
+
+        Example:
+            >>> import numpy as np
+            >>> with BlockPool().single_threaded_blas():
+            ...     product = np.ones((64, 64)) @ np.ones((64, 64))
+        """
+        return self._blas_limited()
+
+    @contextlib.contextmanager
     def _blas_limited(self):
+        # threadpoolctl finds the BLAS libraries once; setting and restoring their thread count directly then
+        # costs a few microseconds, which matters for the matrix products of small layers.
         if self._blas is None:
             from threadpoolctl import ThreadpoolController
-            self._blas = ThreadpoolController()
-        return self._blas.limit(limits=1, user_api="blas")
+            self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        previous = [library.get_num_threads() for library in self._blas]
+        for library, threads in zip(self._blas, previous):
+            if threads != 1:
+                library.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for library, threads in zip(self._blas, previous):
+                if threads != 1:
+                    library.set_num_threads(threads)

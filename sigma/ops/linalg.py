@@ -17,7 +17,7 @@ class MatMul(BinaryFunction):
             raise TypeError(f"matmul: {a.shape} @ {b.shape}: dtypes {a.dtype} and {b.dtype} differ; "
                             "cast one with .astype()")
         try:
-            return a @ b
+            return self.backend.matmul(a, b)
         except ValueError:
             raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast") from None
 
@@ -41,7 +41,10 @@ class LinearMap(BinaryFunction):
     __slots__ = ()
 
     def forward(self, x, w):
-        return x @ w.T
+        if x.ndim == 2:
+            return self.backend.matmul(x, w.T)
+        rows = x.reshape(-1, x.shape[-1])
+        return self.backend.matmul(rows, w.T).reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, grad):
         x, w = self.inputs

@@ -132,3 +132,24 @@ def test_convolution_through_two_block_threads_matches_torch(monkeypatch):
     np.testing.assert_allclose(out.numpy(), reference.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(xs.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ws.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_single_threaded_blas_holds_blas_to_one_thread_and_gives_the_rest_back():
+    before = _blas_threads()
+    with BlockPool().single_threaded_blas():
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("shape,where", [((8, 8, 8), "under"), ((128, 576, 10), "inside"),
+                                         ((64, 256, 1024), "above")])
+def test_cpu_matmul_of_every_size_equals_numpy_and_keeps_blas_threads(shape, where):
+    from backends.cpu.backend import MATMUL_ONE_THREAD_MACS
+    m, k, n = shape
+    low, high = MATMUL_ONE_THREAD_MACS
+    assert where == ("under" if m * k * n < low else "inside" if m * k * n < high else "above")
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T   # b a transposed view, as in LinearMap
+    before = _blas_threads()
+    np.testing.assert_allclose(backends.get("cpu").matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert _blas_threads() == before
