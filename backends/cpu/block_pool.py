@@ -12,6 +12,7 @@ products release the GIL, so the threads run in parallel.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
@@ -48,6 +49,7 @@ class BlockPool:
         self._blas = None
         # One operation at a time: BLAS's thread count is global to the process.
         self._busy = threading.Lock()
+        self._pid = os.getpid()
 
     def workers(self, blocks: int) -> int:
         """How many threads :meth:`run` would use for ``blocks`` blocks from this thread."""
@@ -60,6 +62,10 @@ class BlockPool:
 
     def run(self, work: Callable[[int, int], None], blocks: int, workers: Optional[int] = None) -> None:
         workers = self.workers(blocks) if workers is None else workers
+        if os.getpid() != self._pid:
+            # A forked child inherits this object but none of its threads (nor a lock that another thread may
+            # have held): start afresh rather than wait for threads that do not exist here.
+            self.__init__()
         if workers <= 1 or not self._busy.acquire(blocking=False):
             self._run_serially(work, blocks, workers)
             return

@@ -153,3 +153,31 @@ def test_cpu_matmul_of_every_size_equals_numpy_and_keeps_blas_threads(shape, whe
     before = _blas_threads()
     np.testing.assert_allclose(backends.get("cpu").matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
     assert _blas_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_blocks_on_threads_of_its_own():
+    import os
+    pool = BlockPool()
+    pool.run(lambda worker, block: None, 4, workers=2)   # the parent's threads exist now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:   # pragma: no cover - runs in the child
+        try:
+            seen = []
+            pool.run(lambda worker, block: seen.append(block), 4, workers=2)
+            os.write(write, bytes(sorted(seen)))
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:   # the child waits for threads it does not have
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+            pytest.fail("the forked child's pool.run hung")
+        time.sleep(0.05)
+    assert os.read(read, 16) == bytes([0, 1, 2, 3]) and status == 0
