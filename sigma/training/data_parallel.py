@@ -200,11 +200,14 @@ def report_from_statistics(statistics: Sequence[float]) -> Dict[str, Any]:
     return report
 
 
-def gradient_step(worker, shard: Any, communicator, flat: FlatBuffer, update: bool) -> Dict[str, Any]:
+def gradient_step(worker, shard: Any, communicator, flat: FlatBuffer, update: bool,
+                  defer_update: bool = False) -> Dict[str, Any]:
     """One worker's part of a synchronous step: gradients on its shard, all-reduce, (optionally) the update.
 
     Every worker calls this at the same time. Workers whose parameters are
-    shared with another worker's pass ``update=False``.
+    shared with another worker's pass ``update=False``. With ``update=True``
+    and ``defer_update=True`` the summed gradients are put in place and the
+    caller applies them later, with :func:`apply_update`.
     """
     from sigma.training.operators import _on, split_batch
     inputs, targets = split_batch(shard)
@@ -224,12 +227,17 @@ def gradient_step(worker, shard: Any, communicator, flat: FlatBuffer, update: bo
     totals = worker.backend.to_host(flat.statistics).tolist()
     report = report_from_statistics(totals)
     flat.unpack_gradients(1.0 / totals[3], gradients=update)
-    if update:
-        if worker.gradient_clip is not None:
-            from sigma.optim import clip_grad_norm
-            clip_grad_norm(worker.optimiser.parameters(), worker.gradient_clip)
-        worker.optimiser.step()
+    if update and not defer_update:
+        apply_update(worker)
     return report
+
+
+def apply_update(worker) -> None:
+    """Clip the worker's gradients (when it clips) and take its optimiser's step."""
+    if worker.gradient_clip is not None:
+        from sigma.optim import clip_grad_norm
+        clip_grad_norm(worker.optimiser.parameters(), worker.gradient_clip)
+    worker.optimiser.step()
 
 
 def local_step(worker, shard: Any, communicator, flat: FlatBuffer) -> Dict[str, Any]:

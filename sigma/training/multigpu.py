@@ -107,6 +107,9 @@ class MultiGPU(MultiWorker):
             pairs.append((streams, stream))
         return pairs
 
+    def _update(self) -> None:
+        """Nothing left to do: every copy took its own update inside its step."""
+
     def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
         # Every device updates its own copy with the same summed gradients.
         return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index], update=True)

@@ -25,8 +25,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from sigma.distributed import CommunicationError, LocalGroup
 from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
-                                          average_parameters, gradient_step, local_step, merge_strategy,
-                                          take_shard)
+                                          apply_update, average_parameters, gradient_step, local_step,
+                                          merge_strategy, take_shard)
 from sigma.training.operators import Operator, Worker
 
 
@@ -118,11 +118,17 @@ class MultiWorker(Operator):
 
     def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
         """Worker ``index``'s part of an all-reduce step: the workers share worker 0's parameter arrays,
-        and worker 0 alone updates them."""
+        and worker 0 alone updates them, in :meth:`_update`."""
         if index > 0:
             self._share_parameters(index)
         return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index],
-                             update=index == 0)
+                             update=index == 0, defer_update=True)
+
+    def _update(self) -> None:
+        """Apply worker 0's summed gradients, once every worker's thread is done with the step: the
+        optimiser's kernels then have all of numba's threads, not one worker's share (Adam on the large
+        MLP: 0.67 ms on one thread, 0.42 ms on two), while the other workers would only have waited."""
+        apply_update(self.workers[0])
 
     def train_step(self, batch: Any) -> Dict[str, Any]:
         step_streams = self._step_streams()
@@ -142,6 +148,8 @@ class MultiWorker(Operator):
                 return report
 
         report = self._run_all(task)[0]
+        if not average:
+            self._update()
         if due:
             self.since_average = 0
         return report

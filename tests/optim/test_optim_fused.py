@@ -247,3 +247,36 @@ def test_unwritable_cache_directory_falls_back_to_compiling_in_memory(tmp_path, 
     param = np.ones(2)
     UpdateRule(rule, ()).apply(CPU, param, np.ones(2), [], {"lr": 1.0})
     np.testing.assert_array_equal(param, [-2.0, -2.0])
+
+
+def test_large_parameters_take_the_parallel_kernel_with_the_same_bits(monkeypatch):
+    import numba
+    from sigma.optim import fused
+    from sigma.optim.adam import Adam
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    rng = np.random.default_rng(0)
+    size = fused.PARALLEL_UPDATE_SIZE + 7
+    start, grads = rng.standard_normal(size).astype(np.float32), rng.standard_normal((3, size)).astype(np.float32)
+
+    def three_adam_steps():
+        param = sigma.tensor(start.copy(), requires_grad=True)
+        optimiser = Adam([param], lr=1e-2)
+        for grad in grads:
+            param.grad = sigma.tensor(grad)
+            optimiser.step()
+        return param.numpy(), optimiser
+
+    parallel, optimiser = three_adam_steps()
+    assert rule_kernels(optimiser, parallel=True)   # the parallel driver did run
+    monkeypatch.setattr(fused, "PARALLEL_UPDATE_SIZE", size + 1)
+    serial, _ = three_adam_steps()
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def rule_kernels(optimiser, parallel: bool):
+    """The compiled kernels of the optimiser's update rule (parallel or plain ones)."""
+    from sigma.optim.fused import rule_for
+    names, function = optimiser.variant(optimiser.param_groups[0])
+    rule = rule_for(function, names)
+    return rule._cpu_parallel_kernels if parallel else rule._cpu_kernels
