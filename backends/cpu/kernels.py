@@ -167,16 +167,47 @@ def col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _max_pool_2x2(image, out, argmax, oh, ow, w):
+    # The common 2x2, stride 2 window written out: four values in the general
+    # scan's order (row by row), ties keeping the first, a NaN winning.
+    for i in range(oh):
+        top = image[2 * i]
+        bottom = image[2 * i + 1]
+        for j in range(ow):
+            x0 = 2 * j
+            best = top[x0]
+            which = 0
+            if best == best:
+                value = top[x0 + 1]
+                if value > best or value != value:
+                    best, which = value, 1
+                if best == best:
+                    value = bottom[x0]
+                    if value > best or value != value:
+                        best, which = value, 2
+                    if best == best:
+                        value = bottom[x0 + 1]
+                        if value > best or value != value:
+                            best, which = value, 3
+            out[i, j] = best
+            argmax[i, j] = (2 * i + which // 2) * w + x0 + which % 2
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool2d(x, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
     # Each window is clipped to the image first (padding is at most half the
     # kernel, so no window is empty), so the scan has no bounds tests. Ties
     # keep the first position; a NaN wins and ends the scan, as in numpy's max.
     n, c, h, w = x.shape
+    pairs = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     for bc in prange(n * c):
         b = bc // c
         ch = bc % c
         image = x[b, ch]
+        if pairs:
+            _max_pool_2x2(image, out[b, ch], argmax[b, ch], oh, ow, w)
+            continue
         for i in range(oh):
             y_first = max(i * sh - ph, 0)
             y_stop = min(i * sh - ph + kh, h)

@@ -183,3 +183,18 @@ def test_relu_its_gradient_and_channel_sums_match_numpy(device):
     sums = b.to_host(b.channel_sums(b.asarray(grad)))
     np.testing.assert_allclose(sums, grad.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5)
     assert sums.dtype == np.float32
+
+
+def test_max_pool_2x2_windows_pick_nans_ties_and_maxima_in_scan_order(device):
+    # The CPU backend writes the 2x2, stride-2 window out by hand; the scan order must stay the general one.
+    b = backends.get(device)
+    x = np.zeros((1, 6, 5, 5))   # odd size: the last row and column are not in any window
+    for plane, (y, col) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        x[0, plane, y, col] = np.nan
+    x[0, 4] = 1.0                                    # all tied: the first position wins
+    x[0, 5, 1, 1], x[0, 5, 0, 1] = 3.0, 3.0          # a tie between the second and fourth: the second wins
+    out, argmax = (b.to_host(a) for a in b.max_pool2d(b.asarray(x), (2, 2), (2, 2), (0, 0)))
+    for plane, position in enumerate([0, 1, 5, 6]):   # flat positions of (0,0), (0,1), (1,0), (1,1) in a 5-wide plane
+        assert np.isnan(out[0, plane, 0, 0]) and argmax[0, plane, 0, 0] == position
+        assert argmax[0, plane, 1, 1] == 2 * 5 + 2      # a window of zeros: its first position
+    assert argmax[0, 4, 0, 0] == 0 and argmax[0, 5, 0, 0] == 1 and out[0, 5, 0, 0] == 3.0
