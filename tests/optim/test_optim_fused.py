@@ -255,6 +255,15 @@ def test_large_parameters_take_the_parallel_kernel_with_the_same_bits(monkeypatc
     from sigma.optim.adam import Adam
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has one thread here")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)   # the test workers run with one (tests/conftest.py)
+    try:
+        _check_parallel_kernel_bits(monkeypatch, fused, Adam)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _check_parallel_kernel_bits(monkeypatch, fused, Adam):
     rng = np.random.default_rng(0)
     size = fused.PARALLEL_UPDATE_SIZE + 7
     start, grads = rng.standard_normal(size).astype(np.float32), rng.standard_normal((3, size)).astype(np.float32)
