@@ -56,6 +56,14 @@ class NumpyRandomStream(RandomStream):
         return self._generator.permutation(n)
 
 
+def _kernel_dtype(array, kernel: str) -> None:
+    """numba compiles these kernels for float32, float64 and integers only (float16 arithmetic it lacks): say
+    so, rather than numba's bare "NotImplementedError: float16"."""
+    if array.dtype not in _KERNEL_FLOATS and array.dtype.kind not in "iu":
+        raise TypeError(f"{kernel}: the cpu backend's kernel runs on float32, float64 or integers, got "
+                        f"{array.dtype}; cast first, e.g. x.astype('float32')")
+
+
 def _output(out, shape, dtype, kernel):
     """A fresh output array, or the caller's after checking that the kernel can write into it."""
     if out is None:
@@ -65,6 +73,10 @@ def _output(out, shape, dtype, kernel):
                          f"got {out.dtype} {out.shape} (C-contiguous: {out.flags.c_contiguous})")
     return out
 
+
+# The dtypes the fused numba kernels are compiled for; others (float16, integers) take the base class's numpy
+# formulas.
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Products of this many multiply-adds run with BLAS held to one thread (see CPUBackend.matmul). Below the first,
 # OpenBLAS runs a product on one thread by itself.
@@ -164,6 +176,7 @@ class CPUBackend(Backend):
             >>> cpu.im2col(x, (1, 2), (1, 1), (0, 0), (1, 1))[:, 1].tolist()
             [[4.0, 6.0], [5.0, 7.0]]
         """
+        _kernel_dtype(x, "im2col")
         n, c, h, w = x.shape
         kh, kw = kernel
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -177,6 +190,7 @@ class CPUBackend(Backend):
         """Adjoint of :meth:`im2col`: add every patch back into its image, (N, C, H, W).
 
         ``out``, when given, must be a C-contiguous array of ``input_shape``."""
+        _kernel_dtype(cols, "col2im")
         n, c, h, w = input_shape
         kh, kw = kernel
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -187,6 +201,7 @@ class CPUBackend(Backend):
                               dilation[0], dilation[1], oh, ow, out)
 
     def max_pool2d(self, x, kernel, stride, padding):
+        _kernel_dtype(x, "max_pool2d")
         n, c, h, w = x.shape
         oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
         ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
@@ -197,10 +212,13 @@ class CPUBackend(Backend):
                                   padding[0], padding[1], oh, ow, out, argmax)
 
     def pool_scatter(self, grad, argmax, input_shape):
+        _kernel_dtype(grad, "pool_scatter")
         out = np.empty(input_shape, dtype=grad.dtype)
         return kernels.pool_scatter(np.ascontiguousarray(grad), argmax, out)
 
     def normalise_channels(self, x, weight, bias, eps):
+        if x.dtype not in _KERNEL_FLOATS:
+            return super().normalise_channels(x, weight, bias, eps)
         x = np.ascontiguousarray(x)
         n, c = x.shape[:2]
         dtype = x.dtype
@@ -212,6 +230,8 @@ class CPUBackend(Backend):
         return out, mean, var, inverse_std
 
     def normalise_channels_backward(self, grad, x, mean, inverse_std, weight, need_input_grad=True):
+        if x.dtype not in _KERNEL_FLOATS:
+            return super().normalise_channels_backward(grad, x, mean, inverse_std, weight, need_input_grad)
         x = np.ascontiguousarray(x)
         n, c = x.shape[:2]
         grad_x = np.empty_like(x) if need_input_grad else np.empty((1, c, 1), dtype=x.dtype)
@@ -224,18 +244,21 @@ class CPUBackend(Backend):
         return (grad_x if need_input_grad else None), grad_weight, grad_bias
 
     def channel_sums(self, x):
+        if x.dtype not in _KERNEL_FLOATS:
+            return super().channel_sums(x)
         n, c = x.shape[:2]
         out = np.empty(c, dtype=np.float64)
         kernels.channel_sums(np.ascontiguousarray(x).reshape(n, c, -1), out)
         return out.astype(x.dtype)
 
     def relu(self, x):
-        if x.ndim == 0 or x.dtype.kind != "f":
+        if x.ndim == 0 or x.dtype not in _KERNEL_FLOATS:
             return super().relu(x)
         return kernels.relu(np.ascontiguousarray(x), np.empty(x.shape, dtype=x.dtype))
 
     def relu_backward(self, grad, output):
-        if grad.shape != output.shape or grad.dtype != output.dtype or grad.ndim == 0:
+        if grad.shape != output.shape or grad.dtype != output.dtype or grad.ndim == 0 \
+                or grad.dtype not in _KERNEL_FLOATS:
             return super().relu_backward(grad, output)
         return kernels.relu_backward(np.ascontiguousarray(grad), np.ascontiguousarray(output),
                                      np.empty(grad.shape, dtype=grad.dtype))

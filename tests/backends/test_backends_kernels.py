@@ -198,3 +198,26 @@ def test_max_pool_2x2_windows_pick_nans_ties_and_maxima_in_scan_order(device):
         assert np.isnan(out[0, plane, 0, 0]) and argmax[0, plane, 0, 0] == position
         assert argmax[0, plane, 1, 1] == 2 * 5 + 2      # a window of zeros: its first position
     assert argmax[0, 4, 0, 0] == 0 and argmax[0, 5, 0, 0] == 1 and out[0, 5, 0, 0] == 3.0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32])
+def test_fused_kernels_take_other_dtypes_through_the_generic_formulas(dtype):
+    cpu = backends.get("cpu")
+    x = np.array([[[-1, 2], [3, -4]], [[5, 6], [-7, 8]]], dtype=dtype)   # (N=2, C=2, 2)
+    np.testing.assert_array_equal(cpu.relu(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(cpu.relu_backward(x, np.maximum(x, 0)), np.where(x > 0, x, 0))
+    np.testing.assert_array_equal(cpu.channel_sums(x), x.sum(axis=(0, 2)))
+    out, mean, var, inverse_std = cpu.normalise_channels(x, np.ones(2, dtype), np.zeros(2, dtype), 1e-5)
+    np.testing.assert_allclose(np.asarray(mean, np.float64), x.astype(np.float64).mean(axis=(0, 2)), rtol=1e-3)
+
+
+def test_convolution_and_pooling_kernels_name_a_dtype_they_cannot_run():
+    import sigma
+    x = sigma.tensor(np.ones((1, 1, 4, 4), np.float16))
+    with pytest.raises(TypeError, match="im2col: .* got float16; cast first"):
+        sigma.conv2d(x, sigma.tensor(np.ones((1, 1, 3, 3), np.float16)))
+    with pytest.raises(TypeError, match="max_pool2d: .* got float16"):
+        sigma.max_pool2d(x, 2)
+    pooled, _ = backends.get("cpu").max_pool2d(np.arange(16, dtype=np.int32).reshape(1, 1, 4, 4), (2, 2), (2, 2),
+                                               (0, 0))
+    assert pooled.tolist() == [[[[5, 7], [13, 15]]]]   # integers still run
