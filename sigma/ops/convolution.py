@@ -288,7 +288,7 @@ class _AddChannelBias(BinaryFunction):
         out, bias = self.inputs
         grad_bias = None
         if bias.requires_grad:
-            grad_bias = grad.sum(axis=(0,) + tuple(range(2, grad.ndim))) if _recording() else \
+            grad_bias = grad.sum(axis=(0,) + tuple(range(2, grad.ndim))) if grad_mode.enabled else \
                 Tensor._make(self.backend.channel_sums(grad.data), bias.backend, False, None)
         return (grad if out.requires_grad else None), grad_bias
 
@@ -315,10 +315,6 @@ class Fold(UnaryFunction):
 
     def backward(self, grad):
         return Unfold.apply(grad, *self.geometry)
-
-
-def _recording() -> bool:
-    return grad_mode.enabled
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
