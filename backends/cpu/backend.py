@@ -137,7 +137,7 @@ class CPUBackend(Backend):
     def run_blocks(self, work, blocks: int) -> None:
         """Spread the blocks over numba's threads (this thread's share of them); BLAS runs one thread in
         each meanwhile, and kernels called from a block run serially: see :mod:`backends.cpu.block_pool`."""
-        self.block_pool.run(work, blocks, self.block_pool.workers(blocks))
+        self.block_pool.run(work, blocks)
 
     def matmul(self, a, b):
         """``a @ b``; mid-sized 2-d products run with BLAS held to one thread.
