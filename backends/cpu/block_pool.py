@@ -71,7 +71,7 @@ class BlockPool:
             return
         try:
             executor = self._executor_for(workers - 1)
-            with self._blas_limited():
+            with self.single_threaded_blas():
                 futures = [executor.submit(self._loop, work, blocks, worker, workers)
                            for worker in range(1, workers)]
                 error = None
@@ -115,6 +115,7 @@ class BlockPool:
             self._executor_threads = threads
         return self._executor
 
+    @contextlib.contextmanager
     def single_threaded_blas(self):
         """A context in which BLAS runs on one thread (the thread count it had is restored after).
 
@@ -123,10 +124,6 @@ class BlockPool:
             >>> with BlockPool().single_threaded_blas():
             ...     product = np.ones((64, 64)) @ np.ones((64, 64))
         """
-        return self._blas_limited()
-
-    @contextlib.contextmanager
-    def _blas_limited(self):
         # threadpoolctl finds the BLAS libraries once; setting and restoring their thread count directly then
         # costs a few microseconds, which matters for the matrix products of small layers.
         if self._blas is None:
