@@ -17,7 +17,7 @@ process when remote): on a shared, busy machine the wall-clock slowdown is
 noisy, and the GUI's CPU share is what it takes from the training. The window is
 drawn by Qt's offscreen platform unless a display is set.
 
-    python benchmarks/gui_overhead.py [--model mlp|cnn] [--iterations N] [--rounds 3] [--sample]
+    python benchmarks/gui_overhead.py [--model mlp|cnn] [--iterations N] [--rounds 5] [--sample]
 
 It trains on the full MNIST when the data search path has it (``SIGMA_DATA``), else on the bundled sample,
 whose 11-batch epochs make the per-epoch work (evaluation, sample predictions) unusually frequent.
@@ -130,7 +130,7 @@ def main() -> None:
     # Long enough (10-40 s a run) for the window's redraw governor to settle: its first seconds, with every chart
     # being created, cost several times what a second of steady watching does.
     parser.add_argument("--iterations", type=int, default=None, help="steps per run (mlp 8000, cnn 150)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sample", action="store_true", help="train on the bundled MNIST sample")
     args = parser.parse_args()
     if args.iterations is None:
@@ -139,6 +139,7 @@ def main() -> None:
     app = application()
     results = {mode: [] for mode in MODES}
     gui_share = {mode: [] for mode in MODES}
+    slowdowns = {mode: [] for mode in MODES}  # against the "none" run of the same round
     with tempfile.TemporaryDirectory() as root:
         train("none", args.model, args.sample, 20, root, app)  # warm-up: numba kernels, caches
         for round_number in range(args.rounds):
@@ -147,18 +148,25 @@ def main() -> None:
                 speed, share = train(mode, args.model, args.sample, args.iterations, root, app)
                 results[mode].append(speed)
                 gui_share[mode].append(share)
+            for mode in MODES:
+                slowdowns[mode].append(1 - results[mode][-1] / results["none"][-1])
     base = statistics.median(results["none"])
     rows = []
     for mode in MODES:
         median = statistics.median(results[mode])
         spread = f"{min(results[mode]):,.0f}-{max(results[mode]):,.0f}"
         rows.append([mode, f"{median:,.0f}", spread, f"{100 * (1 - median / base):+.1f}%",
+                     f"{100 * statistics.median(slowdowns[mode]):+.1f}%",
+                     " ".join(f"{100 * s:+.0f}" for s in slowdowns[mode]),
                      f"{100 * statistics.median(gui_share[mode]):.1f}%"])
     print(f"GUI overhead: demo {args.model} on {'the MNIST sample' if args.sample else 'MNIST'}, batch 128, {args.iterations} steps x {args.rounds} rounds, "
           f"{machine()}, QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}")
-    print(table(["GUI", "samples/s (median)", "range", "slowdown", "GUI CPU / training time"], rows))
-    print("slowdown: 1 - samples/s with the GUI / samples/s without. The last column is the GUI's own CPU time\n"
-          "(its thread in process, its process when remote) per second of training: what it takes from a core.")
+    print(table(["GUI", "samples/s (median)", "range", "slowdown", "paired slowdown", "per round (%)",
+                 "GUI CPU / training time"], rows))
+    print("slowdown: 1 - median samples/s with the GUI / median without. paired slowdown: the median over rounds\n"
+          "of 1 - samples/s with the GUI / samples/s without in the same round (rounds are minutes apart, and this\n"
+          "machine's speed drifts between them). The last column is the GUI's own CPU time (its thread in process,\n"
+          "its process when remote) per second of training: what it takes from a core.")
 
 
 if __name__ == "__main__":

@@ -35,14 +35,14 @@ from sigma_gui.style import run_colour
 REFRESH_HZ = 10
 # While a run trains, charts are redrawn at most once a chart interval. Drawing axes and curves is work on the
 # GUI thread that competes with the training for the interpreter and the cores (one redraw of the demo's charts
-# costs about 0.1 s of CPU on a 2-core machine, most of it painting), so the interval adapts: each redraw cycle
+# costs about 0.05 s of CPU on a 2-core machine, most of it painting), so the interval adapts: each redraw cycle
 # (from one redraw to the next) measures the GUI thread's CPU share over the cycle, which holds exactly one
 # redraw, and scales the interval by share / GUI_CPU_TARGET (at most x3, at least x0.5 per cycle). With a
 # redraw costing C seconds and the rest of the GUI a share b, the interval settles at C / (GUI_CPU_TARGET - b)
 # within a few cycles; it stays at CHART_INTERVAL where redraws are cheap.
 CHART_INTERVAL = 1.0
 MAX_CHART_INTERVAL = 15.0
-GUI_CPU_TARGET = 0.04
+GUI_CPU_TARGET = 0.03
 READOUT_INTERVAL = 0.5  # seconds between updates of the other panels while a run trains
 SETTINGS_ORGANISATION, SETTINGS_APPLICATION = "Sigma", "Sigma GUI"
 LAYOUT_VERSION = 1  # bump when docks are added or renamed, so an old saved layout is not misapplied

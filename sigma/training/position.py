@@ -34,7 +34,12 @@ class Position:
     @property
     def epoch_detail(self) -> float:
         """Completed epochs as a float (fractional mid-epoch when the batches per epoch are known)."""
-        return float(self.exact_epoch_detail())
+        if not self.batches_per_epoch:
+            return float(self.epoch)
+        # Python's int / int is correctly rounded: the same float as float(exact_epoch_detail()), without the
+        # Fraction, which cost 5 us on every step of every hook that stamps a record.
+        batches = self.batches_per_epoch
+        return (self.epoch * batches + self.iteration_in_epoch) / batches
 
     def exact_epoch_detail(self) -> Fraction:
         if not self.batches_per_epoch:

@@ -184,3 +184,13 @@ def test_repr_reads_like_the_code():
     assert repr(every(1, "epoch") & ~threshold("train/loss", below=0.1)) == \
         "(every(1, 'epoch') & ~threshold('train/loss', below=0.1))"
     assert repr(every(0.5, "epochs") | at(3, "iterations")) == "(every(0.5, 'epoch') | at(3, 'iteration'))"
+
+
+def test_epoch_detail_is_the_exact_fraction_rounded_once():
+    from fractions import Fraction
+    for batches in (1, 3, 7, 469, 1000003):
+        for epoch in (0, 1, 5, 123456):
+            for within in sorted({0, 1, batches // 3, batches - 1}):
+                position = Position(epoch=epoch, iteration_in_epoch=within, batches_per_epoch=batches)
+                assert position.epoch_detail == float(Fraction(epoch) + Fraction(within, batches))
+    assert Position(epoch=4, iteration_in_epoch=2).epoch_detail == 4.0  # no data length: whole epochs
