@@ -4,7 +4,7 @@ threads (MultiWorker) and processes (MPI ranks), and the MPI all-reduce overhead
 Each worker trains on 128 samples per step (2 workers: a global batch of
 256), on MNIST-shaped random data, through the operators' ``train_step``.
 
-    python benchmarks/scaling.py [--steps 30] [--repeats 3] [--no-mpi]
+    python benchmarks/scaling.py [--steps 30] [--repeats 9] [--no-mpi]
 
 The MPI rows start ``mpirun --allow-run-as-root -n 2`` on this script.
 """
@@ -37,28 +37,64 @@ def make_batches(global_batch: int, count: int = 8):
              "targets": sigma.tensor(rng.integers(0, 10, global_batch))} for _ in range(count)]
 
 
+class Configuration:
+    """An operator set up on the large MLP with its batches, ready to time in bursts of steps."""
+
+    def __init__(self, name: str, operator, global_batch: int, blas_threads: int, cores: int):
+        import sigma
+        import sigma.optim
+        from sigma import nn
+        from threadpoolctl import threadpool_limits
+        self.name, self.operator, self.global_batch, self.blas_threads = name, operator, global_batch, blas_threads
+        self.cores = cores  # numba's threads (the optimiser's kernels, the operator's workers' share of them)
+        sigma.manual_seed(0)
+        network = make_network()
+        operator.setup(network, nn.CrossEntropyLoss(), sigma.optim.Adam(network.parameters(), lr=1e-3))
+        self.batches = make_batches(global_batch)
+        self.step = 0
+        with threadpool_limits(blas_threads):
+            self.run(5)  # warm-up: kernels compiled, buffers allocated
+        self.rates, self.busy = [], []
+
+    def run(self, steps: int):
+        """Samples/s over ``steps`` steps, and the cores the process kept busy (CPU seconds over wall seconds)."""
+        import numba
+        from threadpoolctl import threadpool_limits
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(self.cores, numba.config.NUMBA_NUM_THREADS))
+        try:
+            with threadpool_limits(self.blas_threads):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for _ in range(steps):
+                    self.operator.train_step(self.batches[self.step % len(self.batches)])
+                    self.step += 1
+                wall = time.perf_counter() - started
+        finally:
+            numba.set_num_threads(previous)
+        return steps * self.global_batch / wall, (time.process_time() - cpu_started) / wall
+
+
 def samples_per_second(operator, global_batch: int, steps: int, repeats: int):
     """Median samples/s over ``repeats`` runs of ``steps`` training steps (after 5 warm-up steps), and the
     cores the process kept busy (CPU seconds over wall seconds: 2.0 is both cores of this machine)."""
-    import sigma
-    import sigma.optim
-    from sigma import nn
-    sigma.manual_seed(0)
-    network = make_network()
-    operator.setup(network, nn.CrossEntropyLoss(), sigma.optim.Adam(network.parameters(), lr=1e-3))
-    batches = make_batches(global_batch)
-    for step in range(5):
-        operator.train_step(batches[step % len(batches)])
-    rates, busy = [], []
-    for _ in range(repeats):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for step in range(steps):
-            operator.train_step(batches[step % len(batches)])
-        wall = time.perf_counter() - started
-        rates.append(steps * global_batch / wall)
-        busy.append((time.process_time() - cpu_started) / wall)
+    configuration = Configuration("", operator, global_batch, blas_threads=1, cores=1)
+    rates, busy = zip(*(configuration.run(steps) for _ in range(repeats)))
     operator.teardown()
     return float(np.median(rates)), float(np.median(busy))
+
+
+def interleaved(configurations, steps: int, rounds: int) -> None:
+    """Time every configuration in turn, ``rounds`` times over (the order rotating), so that the machine's drift
+    from minute to minute falls on all of them alike; each keeps its rates and busy cores per round."""
+    for round_number in range(rounds):
+        shift = round_number % len(configurations)
+        for configuration in configurations[shift:] + configurations[:shift]:
+            # OpenBLAS's threads spin for a while after a multi-threaded product: let the last configuration's
+            # park before timing the next (otherwise a one-thread run shows 1.5 cores busy, half of it spinning).
+            time.sleep(0.5)
+            rate, busy = configuration.run(steps)
+            configuration.rates.append(rate)
+            configuration.busy.append(busy)
 
 
 class TimedCommunicator:
@@ -120,7 +156,8 @@ def run_mpi(ranks: int, steps: int, repeats: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9,
+                        help="rounds (interleaved configurations; for MPI, runs)")
     parser.add_argument("--no-mpi", action="store_true")
     parser.add_argument("--mpi-rank", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -131,27 +168,36 @@ def main() -> None:
     from benchmarks.common import machine, table
     from sigma.training.operators import Inline, MultiWorker
 
+    configurations = [
+        Configuration("Inline, 1 thread", Inline(), PER_WORKER_BATCH, 1, cores=1),
+        Configuration("MultiWorker(2) threads, 1 BLAS thread each", MultiWorker(2), 2 * PER_WORKER_BATCH, 1, cores=2),
+        Configuration("Inline, 2 threads", Inline(), PER_WORKER_BATCH, 2, cores=2),
+        Configuration("Inline, 2 threads", Inline(), 2 * PER_WORKER_BATCH, 2, cores=2),
+    ]
+    interleaved(configurations, options.steps, options.repeats)
+    baseline = configurations[0]
     rows = []
-
-    def row(name, batch, rate, busy):
-        rows.append([name, batch, f"{rate:,.0f}", f"{rate / one:.2f}x", f"{busy:.2f}", f"{rate / busy:,.0f}"])
-
-    with threadpool_limits(1):
-        one, busy = samples_per_second(Inline(), PER_WORKER_BATCH, options.steps, options.repeats)
-        row("Inline, 1 BLAS thread", PER_WORKER_BATCH, one, busy)
-        row("MultiWorker(2) threads, 1 BLAS thread each", 2 * PER_WORKER_BATCH,
-            *samples_per_second(MultiWorker(2), 2 * PER_WORKER_BATCH, options.steps, options.repeats))
-    with threadpool_limits(2):
-        for batch in (PER_WORKER_BATCH, 2 * PER_WORKER_BATCH):
-            row("Inline, 2 BLAS threads", batch, *samples_per_second(Inline(), batch, options.steps, options.repeats))
+    for configuration in configurations:
+        configuration.operator.teardown()
+        rate, busy = float(np.median(configuration.rates)), float(np.median(configuration.busy))
+        paired = float(np.median([r / b for r, b in zip(configuration.rates, baseline.rates)]))
+        spread = f"{min(configuration.rates) / max(baseline.rates):.2f}-{max(configuration.rates) / min(baseline.rates):.2f}"
+        rows.append([configuration.name, configuration.global_batch, f"{rate:,.0f}", f"{paired:.2f}x", spread,
+                     f"{busy:.2f}", f"{rate / busy:,.0f}"])
+    one = float(np.median(baseline.rates))
     mpi = None
     if not options.no_mpi and shutil.which("mpirun"):
         mpi = run_mpi(2, options.steps, options.repeats)
-        row("MPI 2 ranks (processes), 1 BLAS thread each", 2 * PER_WORKER_BATCH, mpi["rate"], mpi["busy"])
+        rows.append(["MPI 2 ranks (processes), 1 BLAS thread each", 2 * PER_WORKER_BATCH, f"{mpi['rate']:,.0f}",
+                     f"{mpi['rate'] / one:.2f}x (not paired)", "", f"{mpi['busy']:.2f}",
+                     f"{mpi['rate'] / mpi['busy']:,.0f}"])
     print(f"Large MLP 784-512-512-10, Adam, {PER_WORKER_BATCH} samples per worker per step; {machine()}; "
           f"load average before: {os.getloadavg()[0]:.1f}\n")
-    print(table(["configuration", "global batch", "samples/s", "vs 1 worker, 1 thread", "cores busy",
-                 "samples per CPU-second"], rows))
+    print(table(["configuration", "global batch", "samples/s (median)", "vs 1 worker on 1 core (paired)",
+                 "worst-best", "cores busy", "samples per CPU-second"], rows))
+    print(f"\n{options.repeats} rounds of {options.steps} steps per configuration, interleaved. The paired ratio is "
+          "the median over rounds of the configuration's samples/s over the first row's in the same round; "
+          "worst-best spans its slowest run against the baseline's fastest, and the other way round.")
     print("\n'cores busy' is CPU seconds over wall seconds (2.00: both cores of a 2-core machine). Below 2 for "
           "two workers, the machine was shared and the speed-up column measures the sharing, not Sigma; "
           "samples per CPU-second compares the configurations' efficiency regardless.")

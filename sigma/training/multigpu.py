@@ -110,9 +110,10 @@ class MultiGPU(MultiWorker):
     def _update(self) -> None:
         """Nothing left to do: every copy took its own update inside its step."""
 
-    def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
+    def _gradient_step(self, index: int, shard: Any, total: int) -> Dict[str, Any]:
         # Every device updates its own copy with the same summed gradients.
-        return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index], update=True)
+        return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index], update=True,
+                             total=total)
 
     def teardown(self) -> None:
         super().teardown()

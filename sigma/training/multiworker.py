@@ -27,7 +27,7 @@ from sigma.distributed import CommunicationError, LocalGroup
 from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
                                           apply_update, average_parameters, gradient_step, local_step,
                                           merge_strategy, take_shard)
-from sigma.training.operators import Operator, Worker
+from sigma.training.operators import Operator, Worker, split_batch
 
 
 class MultiWorker(Operator):
@@ -116,13 +116,13 @@ class MultiWorker(Operator):
         streams = WorkerStreams.install(self.workers[0].backend)
         return [(streams, stream) for stream in streams.for_step(self.count)]
 
-    def _gradient_step(self, index: int, shard: Any) -> Dict[str, Any]:
-        """Worker ``index``'s part of an all-reduce step: the workers share worker 0's parameter arrays,
-        and worker 0 alone updates them, in :meth:`_update`."""
+    def _gradient_step(self, index: int, shard: Any, total: int) -> Dict[str, Any]:
+        """Worker ``index``'s part of an all-reduce step on a batch of ``total`` samples: the workers share
+        worker 0's parameter arrays, and worker 0 alone updates them, in :meth:`_update`."""
         if index > 0:
             self._share_parameters(index)
         return gradient_step(self.workers[index], shard, self.communicators[index], self.flats[index],
-                             update=index == 0, defer_update=True)
+                             update=index == 0, defer_update=True, total=total)
 
     def _update(self) -> None:
         """Apply worker 0's summed gradients, once every worker's thread is done with the step: the
@@ -136,12 +136,14 @@ class MultiWorker(Operator):
         self.since_average += 1
         due = average and self.merge.due(self.since_average)
 
+        total = len(split_batch(batch)[0])
+
         def task(index: int) -> Dict[str, Any]:
             shard = take_shard(batch, index, self.count)
             streams, stream = step_streams[index]
             with streams.using(stream):
                 if not average:
-                    return self._gradient_step(index, shard)
+                    return self._gradient_step(index, shard, total)
                 report = local_step(self.workers[index], shard, self.communicators[index], self.flats[index])
                 if due:
                     average_parameters(self.communicators[index], self.flats[index])
