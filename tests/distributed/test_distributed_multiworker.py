@@ -82,6 +82,36 @@ def test_workers_draw_from_their_own_repeatable_streams():
     assert not np.array_equal(seen[0], seen[1])  # different dropout masks for the two shards
 
 
+def test_step_streams_are_seeded_on_first_draw_from_one_shared_draw():
+    from backends.cpu.backend import NumpyRandomStream
+    from sigma.training.data_parallel import WorkerStreams
+    shared = NumpyRandomStream(7)
+    streams = WorkerStreams(shared)
+    base = int(NumpyRandomStream(7).integers(0, 2 ** 62, (1,))[0])
+    step = streams.for_step(2)
+    assert all(stream._stream is None for stream in step)  # nothing seeded yet: no draw asked for
+    with streams.using(step[1]):
+        drawn = streams.uniform((3,))
+    assert step[0]._stream is None and step[1]._stream is not None
+    np.testing.assert_array_equal(drawn, NumpyRandomStream(base + 1).uniform((3,)))
+    # The shared stream moved by exactly the one draw of the base seed.
+    reference = NumpyRandomStream(7)
+    reference.integers(0, 2 ** 62, (1,))
+    np.testing.assert_array_equal(shared.uniform((4,)), reference.uniform((4,)))
+
+
+def test_gradient_step_refuses_a_total_the_shards_do_not_add_up_to():
+    from sigma.distributed import LocalGroup
+    from sigma.training.data_parallel import FlatBuffer, gradient_step
+    from sigma.training.operators import Worker
+    network = nn.Linear(3, 2)
+    worker = Worker(network, nn.CrossEntropyLoss(), sigma.optim.SGD(network.parameters(), lr=0.1))
+    communicator = LocalGroup(1).communicators[0]
+    shard = {"inputs": sigma.ones(4, 3), "targets": sigma.tensor([0, 1, 0, 1])}
+    with pytest.raises(ValueError, match="the shards held 4 samples, the caller said 6"):
+        gradient_step(worker, shard, communicator, FlatBuffer(network), update=True, total=6)
+
+
 def test_model_averaging_learns_mnist_digits():
     from sigma.training.demo import PIXEL_MEAN, PIXEL_STD, load_mnist
     train, test, _ = load_mnist(sample=True)
