@@ -477,3 +477,43 @@ def test_chart_interval_settles_where_redraws_cost_the_target_share(window):
     # Training over: back to the shortest interval at once.
     window.govern(False, now + 1.0, cpu + 0.5)
     assert window.chart_interval == window.minimum_chart_interval
+
+
+def test_a_redraw_with_new_points_paints_each_chart_once(window, qtbot, monkeypatch):
+    # Painting is most of a redraw's cost; pyqtgraph settling a view's range inside its own paint used to
+    # dirty the view again, so that Qt painted every chart twice.
+    import pyqtgraph as pg
+
+    class Static:
+        name = "steps"
+
+        def poll(self, limit=None):
+            return []
+
+    connection = RunConnection(Static())
+    state = connection.state
+    state.series["train/loss"] = series = MetricSeries("train/loss")
+    for step in range(1, 2001):
+        series.append(step, step / 100, step * 0.01, 1.0 / step)
+    state.revision += 1
+    window.add_connection(connection)
+    _settle(window, qtbot)
+    chart = window.charts.charts["train/loss"]
+    paints = []
+    original = pg.GraphicsView.paintEvent
+
+    def counted(view, event):
+        if view is chart.plot_widget:
+            paints.append(1)
+        return original(view, event)
+
+    monkeypatch.setattr(pg.GraphicsView, "paintEvent", counted)
+    for step in range(2001, 2101):
+        series.append(step, step / 100, step * 0.01, 1.0 / step)
+    state.revision += 1
+    window.refresh()
+    for _ in range(5):
+        QtWidgets.QApplication.processEvents()
+        qtbot.wait(5)
+    assert chart.lines[("steps", "train/loss")].drawn[0] == 2100  # the new points were handed to the chart
+    assert len(paints) == 1
