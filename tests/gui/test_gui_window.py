@@ -383,14 +383,18 @@ def test_layout_is_remembered_between_launches(qtbot, settings):
     second.timer.stop()
 
 
+class StaticSource:
+    """A run source with nothing new to read: the tests fill its state's series themselves."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def poll(self, limit=None):
+        return []
+
+
 def test_a_million_points_per_series_stay_responsive(window, qtbot):
-    class Static:
-        name = "big"
-
-        def poll(self, limit=None):
-            return []
-
-    connection = RunConnection(Static())
+    connection = RunConnection(StaticSource("big"))
     state = connection.state
     count = 1_000_000
     iterations = np.arange(1, count + 1, dtype=np.float64)
@@ -484,13 +488,7 @@ def test_a_redraw_with_new_points_paints_each_chart_once(window, qtbot, monkeypa
     # dirty the view again, so that Qt painted every chart twice.
     import pyqtgraph as pg
 
-    class Static:
-        name = "steps"
-
-        def poll(self, limit=None):
-            return []
-
-    connection = RunConnection(Static())
+    connection = RunConnection(StaticSource("steps"))
     state = connection.state
     state.series["train/loss"] = series = MetricSeries("train/loss")
     for step in range(1, 2001):
