@@ -328,7 +328,11 @@ class WorkerStreams:
         makes checkpoints (which save the shared stream) restore exactly.
         """
         base = int(self.shared.integers(0, 2 ** 62, (1,))[0])
-        return [_SeededOnFirstDraw(self.shared, base + index) for index in range(workers)]
+        return [self.seeded(base + index) for index in range(workers)]
+
+    def seeded(self, seed: int) -> "_SeededOnFirstDraw":
+        """A stream of the shared stream's kind seeded with ``seed``, made when something first draws from it."""
+        return _SeededOnFirstDraw(self.shared, seed)
 
     @contextlib.contextmanager
     def using(self, stream) -> Iterator[None]:

@@ -102,9 +102,7 @@ class MultiGPU(MultiWorker):
         pairs = []
         for index, worker in enumerate(self.workers):
             streams = WorkerStreams.install(worker.backend)
-            stream = copy.copy(streams.shared)
-            stream.seed(base + index)
-            pairs.append((streams, stream))
+            pairs.append((streams, streams.seeded(base + index)))
         return pairs
 
     def _update(self) -> None:
