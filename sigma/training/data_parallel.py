@@ -109,7 +109,9 @@ class FlatBuffer:
     many parameters the network has.
     """
 
-    def __init__(self, network):
+    def __init__(self, network, allocate: Optional[Any] = None):
+        """``allocate(size, dtype)``, where given, provides the flat array (shared memory between processes);
+        by default it is a fresh array of zeros on the network's backend."""
         self.parameters = list(network.parameters())
         if not self.parameters:
             raise ValueError("data-parallel training needs a network with parameters")
@@ -124,7 +126,8 @@ class FlatBuffer:
             start += tensor.data.size
         self.offsets = offsets
         self.values = start
-        self.array = xp.zeros(start + _STATISTICS, dtype=dtype)
+        self.array = xp.zeros(start + _STATISTICS, dtype=dtype) if allocate is None else \
+            allocate(start + _STATISTICS, dtype)
         self.kept = None
 
     def _views(self) -> Iterator[Tuple[Tensor, Any, bool]]:

@@ -1,9 +1,12 @@
-"""``MultiWorker(n)``: several workers in one process, one thread each, on one device.
+"""``MultiWorker(n)``: several workers on one device, as threads of this process or as processes.
 
-Threads rather than processes: numpy's matrix products release the GIL, so
-workers' BLAS calls run at the same time, the parameters are shared without
-copying, and nothing is pickled. ``benchmarks/scaling.py`` compares them
-with processes (MPI ranks); see ``docs/scaling.md``.
+Threads (the default): numpy's matrix products release the GIL, so workers'
+BLAS calls run at the same time, the parameters are shared without copying,
+and nothing is pickled. Processes (``processes=True``, CPU only): workers
+1..n-1 run in processes of their own, so nothing of theirs waits for the
+interpreter lock; shards, gradients and parameters go through shared memory
+(:mod:`sigma.training.worker_processes`). ``benchmarks/scaling.py``
+compares them; see ``docs/scaling.md``.
 
 Example:
     >>> import sigma, sigma.optim
@@ -25,9 +28,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from sigma.distributed import CommunicationError, LocalGroup
 from sigma.training.data_parallel import (FlatBuffer, GradientAllReduce, ModelAveraging, WorkerStreams,
-                                          apply_update, average_parameters, gradient_step, local_step,
-                                          merge_strategy, take_shard)
+                                          apply_update, average_parameters, broadcast_parameters, gradient_step,
+                                          local_step, merge_strategy, take_shard)
 from sigma.training.operators import Operator, Worker, split_batch
+from sigma.training.worker_processes import WorkerProcesses
 
 
 class MultiWorker(Operator):
@@ -40,6 +44,8 @@ class MultiWorker(Operator):
             own; parameters averaged at every epoch end) or ``ModelAveraging(every=n)`` (every ``n``
             iterations).
         timeout: seconds a worker waits for the others before the step fails.
+        processes: run workers 1..n-1 in processes of their own instead of threads (CPU backend only;
+            the network, loss and optimiser must pickle).
 
     Worker 0 is the trainer's own network and optimiser (what hooks and
     checkpoints see). With all-reduce the other workers share its parameter
@@ -49,12 +55,14 @@ class MultiWorker(Operator):
     """
 
     def __init__(self, workers: int = 2, merge: Union[str, GradientAllReduce, ModelAveraging] = "all_reduce",
-                 timeout: Optional[float] = 600.0):
+                 timeout: Optional[float] = 600.0, processes: bool = False):
         if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
             raise ValueError(f"MultiWorker: workers must be a whole number >= 1, got {workers!r}")
         self.count = workers
         self.merge = merge_strategy(merge)
         self.timeout = timeout
+        self.processes = bool(processes)
+        self.helpers: Optional[WorkerProcesses] = None
         self.workers: List[Worker] = []
         self.since_average = 0
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -65,6 +73,9 @@ class MultiWorker(Operator):
         if primary.forward_only and isinstance(self.merge, GradientAllReduce):
             raise ValueError(f"MultiWorker: {type(optimiser).__name__} is forward-only and makes no gradients to "
                              "all-reduce; use merge='average' (or ModelAveraging(every=n))")
+        if self.processes:
+            self._setup_processes(primary)
+            return
         self.workers = [primary]
         for _ in range(self.count - 1):
             replica_network, replica_optimiser = copy.deepcopy((network, optimiser))
@@ -72,6 +83,22 @@ class MultiWorker(Operator):
         self.group = LocalGroup(self.count, timeout=self.timeout)
         self.communicators = self.group.communicators
         self.flats = [FlatBuffer(worker.network) for worker in self.workers]
+        self.since_average = 0
+
+    def _setup_processes(self, primary: Worker) -> None:
+        if primary.backend.kind != "cpu":
+            raise ValueError(f"MultiWorker(processes=True) runs on the CPU backend; this network is on "
+                             f"{primary.backend.name!r} (use MultiGPU for several GPUs)")
+        if self.helpers is not None:  # set up again: the old worker processes go first
+            self.helpers.close()
+            self.helpers = None
+        layout = FlatBuffer(primary.network)
+        self.workers = [primary]
+        self.helpers = WorkerProcesses(self.count, primary, layout.array.size, layout.array.dtype,
+                                       shared_parameters=isinstance(self.merge, GradientAllReduce),
+                                       timeout=self.timeout)
+        self.communicators = [self.helpers.communicator]
+        self.flats = [FlatBuffer(primary.network, allocate=self.helpers.communicator.allocate)]
         self.since_average = 0
 
     def _share_parameters(self, index: int) -> None:
@@ -130,6 +157,42 @@ class MultiWorker(Operator):
         MLP: 0.67 ms on one thread, 0.42 ms on two), while the other workers would only have waited."""
         apply_update(self.workers[0])
 
+    def _train_step_processes(self, batch: Any, step_streams, average: bool, due: bool, total: int
+                              ) -> Dict[str, Any]:
+        """Shards to the worker processes, worker 0's part here, then the update here: with all-reduce the
+        parameters are shared memory, so the worker processes see it without a copy."""
+        helpers = self.helpers
+        if not average:
+            helpers.sync_parameters()
+        for index in range(1, self.count):
+            seed = step_streams[index][1].seed
+            if average:
+                helpers.send_shard(index, "local_step", take_shard(batch, index, self.count), seed, due)
+            else:
+                helpers.send_shard(index, "gradient_step", take_shard(batch, index, self.count), seed, total)
+        primary, flat, communicator = self.workers[0], self.flats[0], self.communicators[0]
+        streams, stream = step_streams[0]
+        report, failure = None, None
+        try:
+            with streams.using(stream), primary.backend.share_threads(self.count), \
+                    primary.backend.block_pool.single_threaded_blas():
+                shard = take_shard(batch, 0, self.count)
+                if average:
+                    report = local_step(primary, shard, communicator, flat)
+                    if due:
+                        average_parameters(communicator, flat)
+                else:
+                    report = gradient_step(primary, shard, communicator, flat, update=True, defer_update=True,
+                                           total=total)
+        except BaseException as error:
+            if not isinstance(error, CommunicationError):
+                communicator.abort(f"worker 0 failed with {type(error).__name__}: {error}")
+            failure = error
+        helpers.collect(failure)
+        if not average:
+            self._update()
+        return report
+
     def train_step(self, batch: Any) -> Dict[str, Any]:
         step_streams = self._step_streams()
         average = isinstance(self.merge, ModelAveraging)
@@ -137,6 +200,11 @@ class MultiWorker(Operator):
         due = average and self.merge.due(self.since_average)
 
         total = len(split_batch(batch)[0])
+        if self.helpers is not None:
+            report = self._train_step_processes(batch, step_streams, average, due, total)
+            if due:
+                self.since_average = 0
+            return report
 
         def task(index: int) -> Dict[str, Any]:
             shard = take_shard(batch, index, self.count)
@@ -158,9 +226,22 @@ class MultiWorker(Operator):
 
     def average(self) -> None:
         """Average the workers' parameters now (model averaging; nothing to do with all-reduce)."""
-        if isinstance(self.merge, ModelAveraging) and self.count > 1:
+        if isinstance(self.merge, ModelAveraging) and self.count > 1 and self.helpers is not None:
+            self._with_helpers(("average",), lambda: average_parameters(self.communicators[0], self.flats[0]))
+        elif isinstance(self.merge, ModelAveraging) and self.count > 1:
             self._run_all(lambda index: average_parameters(self.communicators[index], self.flats[index]))
         self.since_average = 0
+
+    def _with_helpers(self, message: tuple, own_part: Callable[[], Any]) -> None:
+        """Send the worker processes ``message`` and do worker 0's part of it here, at the same time."""
+        for index in range(1, self.count):
+            self.helpers.send(index, message)
+        failure = None
+        try:
+            own_part()
+        except BaseException as error:
+            failure = error
+        self.helpers.collect(failure)
 
     def end_epoch(self) -> None:
         if isinstance(self.merge, ModelAveraging) and self.merge.every == "epoch":
@@ -172,6 +253,9 @@ class MultiWorker(Operator):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self.helpers is not None:
+            self.helpers.close()
+            self.helpers = None
         if self.workers:
             WorkerStreams.uninstall(self.workers[0].backend)
 
@@ -181,6 +265,13 @@ class MultiWorker(Operator):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         # Restored weights are worker 0's; the others start from them, wherever the checkpoint came from.
         self.since_average = 0
+        if self.helpers is not None:
+            # Worker 0's restored values (parameters and floating buffers) to every worker process.
+            self.helpers.sync_parameters()
+            self._with_helpers(("broadcast",), lambda: broadcast_parameters(self.communicators[0], self.flats[0]))
+            if not isinstance(self.merge, GradientAllReduce):
+                self.helpers.run(("optimiser_state", self.workers[0].optimiser.state_dict()))
+            return
         for flat in self.flats[1:]:
             for mine, primary in zip(flat.parameters + flat.buffers, self.flats[0].parameters + self.flats[0].buffers):
                 mine.data[...] = primary.data
@@ -189,4 +280,4 @@ class MultiWorker(Operator):
                 worker.optimiser.load_state_dict(self.workers[0].optimiser.state_dict())
 
     def describe(self) -> str:
-        return f"MultiWorker({self.count}, merge={self.merge!r})"
+        return f"MultiWorker({self.count}, merge={self.merge!r}{', processes=True' if self.processes else ''})"
