@@ -92,8 +92,14 @@ class MultiWorker(Operator):
         if self.helpers is not None:  # set up again: the old worker processes go first
             self.helpers.close()
             self.helpers = None
-        layout = FlatBuffer(primary.network)
         self.workers = [primary]
+        self._start_processes()
+
+    def _start_processes(self) -> None:
+        """Start workers 1..n-1 from worker 0 as it is now (at setup, and again at the first step after a
+        teardown: a trainer tears its operator down at the end of every ``run``)."""
+        primary = self.workers[0]
+        layout = FlatBuffer(primary.network)
         self.helpers = WorkerProcesses(self.count, primary, layout.array.size, layout.array.dtype,
                                        shared_parameters=isinstance(self.merge, GradientAllReduce),
                                        timeout=self.timeout)
@@ -200,7 +206,9 @@ class MultiWorker(Operator):
         due = average and self.merge.due(self.since_average)
 
         total = len(split_batch(batch)[0])
-        if self.helpers is not None:
+        if self.processes:
+            if self.helpers is None:
+                self._start_processes()
             report = self._train_step_processes(batch, step_streams, average, due, total)
             if due:
                 self.since_average = 0
@@ -226,7 +234,9 @@ class MultiWorker(Operator):
 
     def average(self) -> None:
         """Average the workers' parameters now (model averaging; nothing to do with all-reduce)."""
-        if isinstance(self.merge, ModelAveraging) and self.count > 1 and self.helpers is not None:
+        if isinstance(self.merge, ModelAveraging) and self.count > 1 and self.processes:
+            if self.helpers is None:  # stopped at a teardown, which averaged first
+                return
             self._with_helpers(("average",), lambda: average_parameters(self.communicators[0], self.flats[0]))
         elif isinstance(self.merge, ModelAveraging) and self.count > 1:
             self._run_all(lambda index: average_parameters(self.communicators[index], self.flats[index]))
@@ -265,7 +275,9 @@ class MultiWorker(Operator):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         # Restored weights are worker 0's; the others start from them, wherever the checkpoint came from.
         self.since_average = 0
-        if self.helpers is not None:
+        if self.processes:
+            if self.helpers is None:
+                return  # started from worker 0's restored state at the next step
             # Worker 0's restored values (parameters and floating buffers) to every worker process.
             self.helpers.sync_parameters()
             self._with_helpers(("broadcast",), lambda: broadcast_parameters(self.communicators[0], self.flats[0]))

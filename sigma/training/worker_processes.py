@@ -125,8 +125,6 @@ class WorkerProcesses:
         self.parameters = list(primary.network.parameters())
         self.parameter_views: List[np.ndarray] = []
         self.parameter_region: Optional[SharedRegion] = None
-        if shared_parameters:
-            self._share_parameters()
         try:
             payload = pickle.dumps((primary.network, primary.loss, primary.optimiser, primary.gradient_clip),
                                    protocol=pickle.HIGHEST_PROTOCOL)
@@ -135,6 +133,8 @@ class WorkerProcesses:
             raise TypeError(f"MultiWorker(processes=True) sends the network, loss and optimiser to its worker "
                             f"processes with pickle, and they cannot be pickled ({type(error).__name__}: {error}); "
                             "define their classes at the top level of a module, or use processes=False") from error
+        if shared_parameters:
+            self._share_parameters()
         context = _context()
         self.links, self.processes, self.channels = [None], [None], [None]
         try:
@@ -156,7 +156,13 @@ class WorkerProcesses:
                 if self.parameter_region is not None:
                     self.parameter_region.send(ours)
             for rank in range(1, count):
-                self._reply(rank, START_TIMEOUT, raise_errors=True)
+                try:
+                    self._reply(rank, START_TIMEOUT, raise_errors=True)
+                except CommunicationError as error:
+                    raise CommunicationError(
+                        f"{error} while starting. Worker processes import the main script as multiprocessing's "
+                        "'forkserver' does: a script that starts training at its top level must do so under "
+                        "`if __name__ == \"__main__\":` (its error is printed above)") from None
         except BaseException:
             self.close()
             raise
@@ -209,11 +215,21 @@ class WorkerProcesses:
         try:
             self.links[rank].send(message)
         except (OSError, EOFError) as error:
-            raise CommunicationError(f"worker {rank} (process {self.processes[rank].pid}) cannot be reached: "
-                                     f"{error}") from None
+            raise self._unreachable(rank, error) from None
 
     def send_shard(self, rank: int, kind: str, shard: Any, *rest: Any) -> None:
-        self.send(rank, (kind, self.channels[rank].write(shard)) + rest)
+        try:
+            description = self.channels[rank].write(shard)
+        except (OSError, EOFError) as error:
+            raise self._unreachable(rank, error) from None
+        self.send(rank, (kind, description) + rest)
+
+    def _unreachable(self, rank: int, error: BaseException) -> CommunicationError:
+        process = self.processes[rank]
+        process.join(1.0)
+        if process.exitcode is not None:
+            return CommunicationError(f"worker {rank} (process {process.pid}) died with exit code {process.exitcode}")
+        return CommunicationError(f"worker {rank} (process {process.pid}) cannot be reached: {error}")
 
     def _reply(self, rank: int, timeout: Optional[float], raise_errors: bool = False) -> tuple:
         link, process = self.links[rank], self.processes[rank]

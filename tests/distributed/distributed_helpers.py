@@ -30,3 +30,32 @@ def assert_close(first, second, tolerance=2e-5):
     assert first.keys() == second.keys() and first
     for name in first:
         np.testing.assert_allclose(first[name], second[name], rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+def shared_memory_member(rank, size, link, results, mismatch=False):
+    """One member of a SharedMemoryGroup test (rank 0 in the test's process, the others in processes of their
+    own): every collective once; sends what it saw to ``results``."""
+    from sigma.distributed import CommunicationError
+    from sigma.distributed.shared_memory import SharedMemoryCommunicator
+    if rank > 0:
+        communicator = SharedMemoryCommunicator.join(rank, size, 8, np.float64, 30.0, link)
+    else:
+        communicator = link
+    seen = {}
+    try:
+        in_slot = communicator.allocate(5, np.float64)
+        in_slot[:] = np.arange(5) + 10 * rank
+        communicator.all_reduce(in_slot[:4] if mismatch and rank == size - 1 else in_slot, "sum")
+        seen["sum"] = in_slot.copy()
+        private = np.full(3, float(rank))
+        communicator.all_reduce(private, "mean")
+        seen["mean"] = private
+        broadcast = np.full(4, float(rank))
+        communicator.broadcast(broadcast, root=size - 1)
+        seen["broadcast"] = broadcast
+        seen["gathered"] = communicator.all_gather(rank * 2)
+    except CommunicationError as error:
+        seen["error"] = str(error)
+    if rank == 0:
+        return seen
+    results.send(seen)

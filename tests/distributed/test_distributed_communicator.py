@@ -125,3 +125,68 @@ def test_single_process_is_the_identity():
     assert communicator.all_gather("x") == ["x"] and communicator.gather(5) == [5]
     with pytest.raises(CommunicationError, match="stop"):
         communicator.abort("stop")
+
+
+def run_shared_memory_group(size, mismatch=False):
+    """Rank 0 here, ranks 1.. in processes started as MultiWorker starts its worker processes."""
+    import multiprocessing
+    from distributed_helpers import shared_memory_member
+    from sigma.distributed.shared_memory import SharedMemoryGroup
+    context = multiprocessing.get_context("forkserver")
+    group = SharedMemoryGroup(size, capacity=8, dtype=np.float64, timeout=30.0)
+    processes, pipes = [], []
+    for rank in range(1, size):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=shared_memory_member,
+                                  args=(rank, size, group.member_link(rank), theirs, mismatch), daemon=True)
+        process.start()
+        group.watch(rank, process)
+        group.send_region(rank)
+        processes.append(process)
+        pipes.append(ours)
+    seen = [shared_memory_member(0, size, group.communicators[0], None, mismatch)]
+    for pipe, process in zip(pipes, processes):
+        assert pipe.poll(30), "a member hung"
+        seen.append(pipe.recv())
+        process.join(10)
+    group.close()
+    return seen
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_shared_memory_group_collectives_across_processes(size):
+    seen = run_shared_memory_group(size)
+    for rank in range(size):
+        assert "error" not in seen[rank], seen[rank]
+        np.testing.assert_array_equal(seen[rank]["sum"], sum(np.arange(5) + 10 * r for r in range(size)))
+        np.testing.assert_allclose(seen[rank]["mean"], np.full(3, (size - 1) / 2))
+        np.testing.assert_array_equal(seen[rank]["broadcast"], np.full(4, float(size - 1)))
+        assert seen[rank]["gathered"] == [2 * r for r in range(size)]
+
+
+def test_shared_memory_group_refuses_mismatched_buffers_in_every_member():
+    seen = run_shared_memory_group(3, mismatch=True)
+    assert "mismatched collective: worker 2 called ('all_reduce', 4" in seen[0]["error"]
+    for rank in (1, 2):
+        assert "the group stopped (worker 2 called ('all_reduce', 4" in seen[rank]["error"]
+
+
+def test_shared_region_carries_a_shard_that_outgrows_it():
+    import multiprocessing
+    import sigma
+    from sigma.distributed.shared_memory import SharedRegion
+    from sigma.training.worker_processes import ShardChannel, read_shard
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    channel = ShardChannel(ours)
+    region = None
+    for rows in (4, 3000):  # 4 rows fit the first megabyte; 3000 x 784 float32 (9.4 MB) need a new region
+        inputs = np.random.default_rng(rows).random((rows, 784), dtype=np.float32)
+        description = channel.write({"inputs": sigma.tensor(inputs), "targets": np.arange(rows), "name": "x"})
+        while theirs.poll():
+            _, _, size = theirs.recv()
+            region = SharedRegion.receive(theirs, size)
+        shard = read_shard(description, region, sigma.tensor([0.0]).backend)
+        np.testing.assert_array_equal(shard["inputs"].numpy(), inputs)
+        np.testing.assert_array_equal(shard["targets"], np.arange(rows))
+        assert shard["name"] == "x" and region.size >= inputs.nbytes
+    assert channel.generation == 2
