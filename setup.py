@@ -24,7 +24,7 @@ setup(
         # Everything the test suite exercises: PyTorch 2.13 (CPU) is the oracle, never a dependency of Sigma.
         "test": ["pytest>=8", "pytest-xdist>=3", "pytest-rerunfailures>=14", "pytest-qt>=4", "hypothesis>=6", "threadpoolctl>=3",
                  "torch==2.13.0", "pillow>=10", "pyqt6<6.12", "pyqtgraph>=0.13", "mpi4py>=3.1",
-                 "sphinx>=7", "myst-parser>=2"],
+                 "sphinx>=7", "myst-parser>=2", "matplotlib>=3.8"],
     },
     entry_points={
         "console_scripts": ["sigma=sigma.cli:main"],

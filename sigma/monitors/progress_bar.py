@@ -37,7 +37,7 @@ class ProgressBar(Hook):
         self.epoch_values = Averager()
         self.bar = None
         self._shown_iteration = 0
-        self._last_draw = 0.0
+        self._last_draw: Optional[float] = None  # not 0.0: time.monotonic() may be smaller than `refresh`
 
     def default_trigger(self) -> Condition:
         return every(1, "iteration") | on("epoch") | on("stop") | on("pause") | on("resume")
@@ -80,7 +80,7 @@ class ProgressBar(Hook):
             text = "  ".join(f"{key} {value:.4f}" for key, value in summary.items()
                              if key.endswith(("loss", "accuracy")))
             self.bar.write(f"epoch {trainer.position.epoch}: {text}", file=self.bar.fp)
-        if now - self._last_draw >= self.refresh or moment.event != "iteration":
+        if self._last_draw is None or now - self._last_draw >= self.refresh or moment.event != "iteration":
             self._last_draw = now
             self._describe(trainer)
             self.bar.set_postfix(self.format_values(self.recent.take()), refresh=True)

@@ -41,6 +41,16 @@ def test_progress_bar_postfix_is_the_average_since_the_last_redraw():
     assert f"loss={mean:.4f}" in stream.getvalue()
 
 
+def test_progress_bar_draws_the_first_step_on_a_freshly_started_machine(monkeypatch):
+    # time.monotonic() counts from boot on Linux: below `refresh` for the first hour of a new machine.
+    import sigma.monitors.progress_bar as progress_bar
+    monkeypatch.setattr(progress_bar.time, "monotonic", lambda: 100.0)
+    stream = io.StringIO()
+    seen, recorder = losses_per_step()
+    make_trainer(evaluation=False, hooks=[ProgressBar(refresh=3600.0, file=stream), recorder]).run(iterations=3)
+    assert f"loss={seen[1]:.4f}" in stream.getvalue()
+
+
 def test_csv_logger_writes_averages_per_epoch_and_widens_for_new_keys(tmp_path):
     seen, recorder = losses_per_step()
     late = Lambda(lambda t: t.observation.__setitem__("late/key", 1.5), at(10), PRIORITY_WRITER, name="late")
