@@ -8,7 +8,7 @@ one worker, in the trainer's thread, on the network's own device.
 Operators that spread a step over several CPU workers, GPUs or MPI ranks
 implement the same :class:`Operator` interface (their merge is gradient
 all-reduce or model averaging); the trainer, hooks and checkpoints do not
-change for them: :class:`MultiWorker` (threads on one device) and
+change for them: :class:`MultiWorker` (threads or processes on one device) and
 :class:`MPI` (one rank per process, on one machine or many).
 
 Example:
