@@ -170,12 +170,16 @@ class MultiWorker(Operator):
         helpers = self.helpers
         if not average:
             helpers.sync_parameters()
-        for index in range(1, self.count):
-            seed = step_streams[index][1].seed
-            if average:
-                helpers.send_shard(index, "local_step", take_shard(batch, index, self.count), seed, due)
-            else:
-                helpers.send_shard(index, "gradient_step", take_shard(batch, index, self.count), seed, total)
+        try:
+            for index in range(1, self.count):
+                seed = step_streams[index][1].seed
+                if average:
+                    helpers.send_shard(index, "local_step", take_shard(batch, index, self.count), seed, due)
+                else:
+                    helpers.send_shard(index, "gradient_step", take_shard(batch, index, self.count), seed, total)
+        except CommunicationError as error:
+            self.communicators[0].abort(str(error))  # the workers that got their shard stop waiting for this one
+            raise
         primary, flat, communicator = self.workers[0], self.flats[0], self.communicators[0]
         streams, stream = step_streams[0]
         report, failure = None, None
