@@ -147,7 +147,9 @@ def test_averaging_every_epoch_syncs_before_the_epoch_hooks():
 
 
 @pytest.mark.parametrize("first_operator,second_operator", [
-    (lambda: MultiWorker(2), lambda: Inline()), (lambda: Inline(), lambda: MultiWorker(3))])
+    (lambda: MultiWorker(2), lambda: Inline()), (lambda: Inline(), lambda: MultiWorker(3)),
+    (lambda: MultiWorker(2, processes=True), lambda: Inline()),
+    (lambda: Inline(), lambda: MultiWorker(3, processes=True))])
 def test_checkpoints_move_between_worker_counts(tmp_path, first_operator, second_operator):
     straight = make_trainer(Inline())
     straight.run(iterations=8)

@@ -1,4 +1,4 @@
-"""MultiWorker(processes=True): the same numbers as threads and as Inline, checkpoints that move, and clear
+"""MultiWorker(processes=True): the same numbers as threads and as Inline, and clear
 errors when a worker process fails, dies or cannot be given the model."""
 import os
 import signal
@@ -72,20 +72,6 @@ def test_a_second_run_restarts_the_worker_processes_from_the_trainer_network():
     assert operator.helpers is None  # the run's end stopped them
     trainer.run(iterations=8)
     assert_close(parameters(straight), parameters(trainer))
-
-
-@pytest.mark.parametrize("first_operator,second_operator", [
-    (lambda: MultiWorker(2, processes=True), lambda: Inline()),
-    (lambda: Inline(), lambda: MultiWorker(3, processes=True))])
-def test_checkpoints_move_between_processes_and_inline(tmp_path, first_operator, second_operator):
-    straight = make_trainer(Inline())
-    straight.run(iterations=8)
-    first = make_trainer(first_operator())
-    first.run(iterations=3)
-    path = first.save_checkpoint(tmp_path / "three.h5")
-    second = make_trainer(second_operator()).restore(path)
-    second.run(iterations=8)
-    assert_close(parameters(straight), parameters(second))
 
 
 def test_a_parameter_array_replaced_between_steps_reaches_the_worker_processes():
