@@ -30,7 +30,7 @@ import multiprocessing
 import pickle
 import traceback
 from multiprocessing import connection as _connection
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
