@@ -20,6 +20,22 @@ from typing import Any, List, Optional
 from sigma.distributed.communicator import CommunicationError, Communicator, check_buffer, check_reduction
 
 
+def reduce_slice(buffers: List[Any], rank: int, op: str) -> None:
+    """Member ``rank``'s share of an all-reduce of equal flat ``buffers`` (one per member): slice ``rank`` of
+    every buffer becomes their sum (or mean). Summed in member order, so every run gives the same bits;
+    only this member touches slice ``rank`` meanwhile."""
+    size, count = len(buffers), buffers[0].size
+    start, stop = count * rank // size, count * (rank + 1) // size
+    if stop > start and size > 1:
+        total = buffers[0][start:stop]
+        for other in buffers[1:]:
+            total += other[start:stop]
+        if op == "mean":
+            total /= size
+        for other in buffers[1:]:
+            other[start:stop] = total
+
+
 class LocalGroup:
     """``size`` communicators that meet at a shared barrier; hand one to each thread.
 
@@ -82,17 +98,7 @@ class LocalCommunicator(Communicator):
                 raise CommunicationError(
                     f"all_reduce: worker {rank} gave a buffer of shape {other.shape} and dtype {other.dtype}, "
                     f"worker {self.rank} one of shape {buffer.shape} and dtype {buffer.dtype}")
-        start = buffer.size * self.rank // self.size
-        stop = buffer.size * (self.rank + 1) // self.size
-        if stop > start and self.size > 1:
-            # Summed in rank order into member 0's slice (only this member touches slice `rank` now).
-            total = buffers[0][start:stop]
-            for other in buffers[1:]:
-                total += other[start:stop]
-            if op == "mean":
-                total /= self.size
-            for other in buffers[1:]:
-                other[start:stop] = total
+        reduce_slice(buffers, self.rank, op)
         self.group._wait(self.rank)
         return buffer
 

@@ -36,6 +36,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from sigma.distributed.communicator import CommunicationError, Communicator, check_buffer, check_reduction
+from sigma.distributed.local import reduce_slice
 
 
 def _anonymous_file(size: int) -> int:
@@ -247,20 +248,9 @@ class SharedMemoryCommunicator(Communicator):
         if self.size == 1:
             return buffer
         count = slot.size
-
-        def reduce_my_part() -> None:
-            start, stop = count * self.rank // self.size, count * (self.rank + 1) // self.size
-            if stop > start:
-                total = self.slots[0][start:stop]
-                for other in self.slots[1:]:
-                    total += other[start:stop]
-                if op == "mean":
-                    total /= self.size
-                for other in self.slots[1:]:
-                    other[start:stop] = total
-
-        self._two_phases(("all_reduce", count, op, str(np.dtype(buffer.dtype))), reduce_my_part)
-        if slot is not buffer and not np.shares_memory(slot, buffer):
+        self._two_phases(("all_reduce", count, op, str(np.dtype(buffer.dtype))),
+                         lambda: reduce_slice([other[:count] for other in self.slots], self.rank, op))
+        if not np.shares_memory(slot, buffer):
             buffer[...] = slot
         return buffer
 

@@ -78,8 +78,6 @@ class ShardChannel:
             else:
                 layout.append((key, "value", value, None, None))
         if self.region is None or offset > self.region.size:
-            if self.region is not None:
-                self.region.close_descriptor()
             self.region = SharedRegion(max(offset, 1 << 20, 2 * (self.region.size if self.region else 0)))
             self.generation += 1
             self.link.send(("region", self.generation, self.region.size))
@@ -331,7 +329,7 @@ def _worker_process_main(rank: int, count: int, payload: bytes, flat_size: int, 
         flat = FlatBuffer(network, allocate=communicator.allocate)
         streams = WorkerStreams.install(worker.backend)
     except BaseException as error:
-        _reply(link, error)
+        _send_error(link, error)
         return
     link.send(("done",))
     shards: Optional[SharedRegion] = None
@@ -373,10 +371,10 @@ def _worker_process_main(rank: int, count: int, payload: bytes, flat_size: int, 
             link.send(("aborted", str(error)))
         except BaseException as error:
             communicator.abort(f"worker {rank} failed with {type(error).__name__}: {error}")
-            _reply(link, error)
+            _send_error(link, error)
 
 
-def _reply(link, error: BaseException) -> None:
+def _send_error(link, error: BaseException) -> None:
     text = traceback.format_exc()
     try:
         pickle.dumps(error)
