@@ -135,13 +135,15 @@ class RunState:
             self.iteration = record["iteration"]
         if isinstance(record.get("epoch"), int):
             self.epoch = record["epoch"]
-        detail = record.get("epoch_detail")
+        self.epoch_detail = self._epoch_detail(record.get("iteration"), self.epoch, record.get("epoch_detail"))
+
+    def _epoch_detail(self, iteration: Any, epoch: int, detail: Any) -> float:
+        """A point's fractional epoch: as recorded, else from the iteration and the epoch's length, else ``epoch``."""
         if isinstance(detail, (int, float)):
-            self.epoch_detail = float(detail)
-        elif self.batches_per_epoch and isinstance(record.get("iteration"), int):
-            self.epoch_detail = record["iteration"] / self.batches_per_epoch
-        else:
-            self.epoch_detail = float(self.epoch)
+            return float(detail)
+        if self.batches_per_epoch and isinstance(iteration, int):
+            return iteration / self.batches_per_epoch
+        return float(epoch)
 
     def _message(self, time: Any, level: str, text: str) -> None:
         self.log.append(LogLine(float(time) if isinstance(time, (int, float)) else clock.time(), level, text))
@@ -182,6 +184,32 @@ class RunState:
         lr = values.get("lr")
         if isinstance(lr, (int, float)) and self.hyperparameters and "lr" in self.hyperparameters[0]:
             self.hyperparameters[0]["lr"] = float(lr)  # schedules change it without a command
+
+    def _on_metric_points(self, record: Mapping[str, Any]) -> None:
+        """Many steps' metrics in one record (the in-process feed's): ``points`` of (iteration, epoch,
+        epoch_detail, time, values), folded in as ``metrics`` records would be, one array extend per key."""
+        columns: Dict[str, tuple] = {}
+        for iteration, epoch, detail, time, values in record.get("points") or ():
+            epoch_detail = self._epoch_detail(iteration, epoch, detail)
+            for key, value in values.items():
+                if not isinstance(value, (int, float)):
+                    continue
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = ([], [], [], [])
+                column[0].append(iteration)
+                column[1].append(epoch_detail)
+                column[2].append(time)
+                column[3].append(value)
+        for key, (iterations, epochs, times, values) in columns.items():
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = MetricSeries(key)
+            series.extend(iterations, epochs, times, values)
+            self.latest[key] = float(values[-1])
+        lr = columns.get("lr")
+        if lr is not None and self.hyperparameters and "lr" in self.hyperparameters[0]:
+            self.hyperparameters[0]["lr"] = float(lr[3][-1])  # schedules change it without a command
 
     def _on_start(self, record: Mapping[str, Any]) -> None:
         self.status = "running"
