@@ -42,6 +42,7 @@ if "SIGMA_DATA" not in os.environ and os.path.isdir(SHARED_DATASETS):
 
 from benchmarks.common import machine, table  # noqa: E402
 from sigma.training import at  # noqa: E402
+from sigma.training.condition import Condition  # noqa: E402
 from sigma.training.hooks import PRIORITY_READER, Hook  # noqa: E402
 
 MODES = ("none", "in-process", "remote")
@@ -145,6 +146,121 @@ def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) 
     return trainer.samples_seen / timing["seconds"], second_half, gui_cpu / timing["seconds"]
 
 
+class Phases(Condition):
+    """The GUI's on and off phases of one run: true while on. As a hook trigger (``feed.trigger & phases``) it
+    keeps the GUI's hooks from running while off."""
+
+    def __init__(self):
+        self.on = True
+
+    def __call__(self, moment) -> bool:
+        return self.on
+
+
+class StepClock(Hook):
+    """Notes, at every step, the clock and whether the GUI was on."""
+
+    priority = PRIORITY_READER + 100
+
+    def __init__(self, phases: Phases):
+        super().__init__(name="step_clock")
+        self.phases = phases
+        self.steps: list = []
+
+    def __call__(self, trainer) -> None:
+        self.steps.append((time.perf_counter(), self.phases.on))
+
+
+def alternate(mode: str, model: str, sample: bool, iterations: int, seconds: float, root: str, app) -> tuple:
+    """One run of ``iterations`` steps with the GUI switched on and off every ``seconds``: off, its hooks do not
+    run and the window's timer is stopped (in process), or the GUI process is stopped (SIGSTOP, remote). Machine
+    drift then hits both phases alike. Returns the steps/s with the GUI on and with it off (the run's first
+    tenth, the window's start-up, left out) and how many phases of each were compared."""
+    import signal
+    import sigma_gui
+    from PyQt6 import QtCore
+    from sigma_gui.window import MainWindow
+    trainer = make_trainer(model, sample, root, f"alternate-{mode}-{time.time_ns()}")
+    phases = Phases()
+    clock = StepClock(phases)
+    trainer.add_hook(clock)
+    window, gui_process = None, None
+    before = {id(hook) for hook in trainer.hooks}
+    if mode == "in-process":
+        settings = QtCore.QSettings(os.path.join(root, "gui.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings)
+        window.add_connection(sigma_gui.connect_trainer(trainer))
+        window.show()
+        app.processEvents()
+    else:
+        sigma_gui.attach_remote(trainer)
+        environment = {**os.environ, "XDG_CONFIG_HOME": root}
+        gui_process = subprocess.Popen([sys.executable, "-m", "sigma_gui", str(trainer.run_directory.path)],
+                                       env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4.0)
+    for hook in trainer.hooks:
+        if id(hook) not in before:  # the GUI's hooks: feed, control channel
+            hook.trigger = hook.trigger & phases
+
+    switched_off_at = [0.0]
+
+    def switch() -> None:
+        phases.on = not phases.on
+        if window is not None and not phases.on:
+            window.timer.stop()
+            switched_off_at[0] = time.monotonic()
+        elif window is not None:
+            # The window's clocks skip the off phase: its redraw governor divides its CPU time by the wall time
+            # of a cycle, and would take an off phase for cheap drawing and redraw more often than it does when
+            # never switched off.
+            skipped = time.monotonic() - switched_off_at[0]
+            wall, cpu = window._cycle_started
+            window._cycle_started = (wall + skipped, cpu)
+            window._charts_drawn_at += skipped
+            window._readouts_drawn_at += skipped
+            window.timer.start()
+        elif gui_process is not None and gui_process.poll() is None:
+            gui_process.send_signal(signal.SIGCONT if phases.on else signal.SIGSTOP)
+
+    thread = threading.Thread(target=trainer.run, kwargs={"iterations": iterations})
+    thread.start()
+    if window is not None:
+        switcher = QtCore.QTimer()
+        switcher.timeout.connect(switch)
+        switcher.start(int(seconds * 1000))
+        watcher = QtCore.QTimer()
+        watcher.timeout.connect(lambda: None if thread.is_alive() else app.quit())
+        watcher.start(100)
+        app.exec()
+        switcher.stop()
+        watcher.stop()
+        window.timer.stop()
+        window.close()
+        window.deleteLater()
+    else:
+        while thread.is_alive():
+            thread.join(seconds)
+            if thread.is_alive():
+                switch()
+        if gui_process.poll() is None:
+            gui_process.send_signal(signal.SIGCONT)
+            gui_process.terminate()
+            gui_process.wait(10)
+    thread.join()
+    steps = clock.steps[len(clock.steps) // 10:]
+    time_in = {True: 0.0, False: 0.0}
+    count_in = {True: 0, False: 0}
+    phase_count = {True: 0, False: 0}
+    for (previous, previous_on), (now, on) in zip(steps, steps[1:]):
+        if on == previous_on:  # a step that straddles a switch belongs to neither phase
+            time_in[on] += now - previous
+            count_in[on] += 1
+        else:
+            phase_count[on] += 1
+    return (count_in[True] / time_in[True], count_in[False] / time_in[False], phase_count[True],
+            phase_count[False])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
@@ -153,11 +269,16 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="steps per run (mlp 8000, cnn 150)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sample", action="store_true", help="train on the bundled MNIST sample")
+    parser.add_argument("--alternate", type=float, default=None, metavar="SECONDS",
+                        help="instead: one run per GUI mode with the GUI switched on and off every SECONDS")
     args = parser.parse_args()
     if args.iterations is None:
         args.iterations = {"mlp": 8000, "cnn": 150}[args.model]
     from sigma_gui.app import application
     app = application()
+    if args.alternate is not None:
+        main_alternating(args, app)
+        return
     results = {mode: [] for mode in MODES}
     steady = {mode: [] for mode in MODES}  # samples/s over the second half of each run
     gui_share = {mode: [] for mode in MODES}
@@ -195,6 +316,27 @@ def main() -> None:
           "machine's speed drifts between them). second half: the same over the second half of each run only, once\n"
           "the window is up and its charts exist (the steady state of a long run). The last column is the GUI's own CPU time (its thread in process,\n"
           "its process when remote) per second of training: what it takes from a core.")
+
+
+def main_alternating(args, app) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        train("none", args.model, args.sample, 20, root, app)  # warm-up: numba kernels, caches
+        for mode in MODES[1:]:
+            for _ in range(args.rounds):
+                on, off, phases_on, phases_off = alternate(mode, args.model, args.sample, args.iterations,
+                                                           args.alternate, root, app)
+                rows.append([mode, f"{on:,.1f}", f"{off:,.1f}", f"{100 * (1 - on / off):+.1f}%",
+                             f"{phases_on} / {phases_off}"])
+    print(f"GUI overhead, alternating: demo {args.model} on {'the MNIST sample' if args.sample else 'MNIST'}, batch "
+          f"128, {args.iterations} steps a run, GUI on and off every {args.alternate:g} s, {machine()}, "
+          f"QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}")
+    print(table(["GUI", "steps/s, GUI on", "steps/s, GUI off", "slowdown", "phases on / off"], rows))
+    print("One run per row, its first tenth (the window's start-up) left out. Off: the GUI's hooks skip their\n"
+          "work and the window's timer is stopped (in process; its clocks skip the off phases), or the GUI process is\n"
+          "stopped with SIGSTOP (remote; its redraw governor then counts the stopped time as cheap, and redraws\n"
+          "more often than when never stopped). The feed's averager still sums each step's values. Machine drift,\n"
+          "which moves whole runs by 10-20% here, hits both phases of a run alike.")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def hyperparameters(optimiser) -> List[Dict[str, Any]]:
 
 
 def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> Dict[str, Any]:
-    """``{"edges", "counts"}`` of the finite values (JSON-ready lists).
+    """``{"edges", "counts"}`` of the finite values in ``bins`` equal bins from their minimum to their maximum
+    (the last bin includes the maximum; JSON-ready lists).
 
     Example:
         >>> from sigma_gui.feed import histogram
@@ -59,14 +60,23 @@ def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> Dict[str, Any]:
         >>> histogram(np.array([0.0, 0.0, 1.0]), bins=2)["counts"]
         [2, 1]
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
+    values = np.asarray(values).ravel()
+    if values.size and not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    if values.size and not (np.isfinite(values.min()) and np.isfinite(values.max())):
+        values = values[np.isfinite(values)]
+    if values.size == 0:
         return {"edges": [0.0, 1.0], "counts": [0]}
     low, high = float(values.min()), float(values.max())
     if high <= low:
         low, high = low - 0.5, high + 0.5
-    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    # One pass of arithmetic and a bincount in the values' own precision: np.histogram converts to float64 and
+    # searches the edges, 4x slower (20 ms a second in the training thread for the demo MLP's histograms).
+    # The bin of a value within a rounding error of an edge may differ from np.histogram's.
+    index = ((values - values.dtype.type(low)) * values.dtype.type(bins / (high - low))).astype(np.intp)
+    np.clip(index, 0, bins - 1, out=index)
+    counts = np.bincount(index, minlength=bins)
+    edges = np.linspace(low, high, bins + 1)
     return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 

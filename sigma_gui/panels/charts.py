@@ -23,6 +23,8 @@ from sigma_gui.style import run_colour
 
 pg.setConfigOptions(antialias=False, background="w", foreground="k")
 
+SPARE_CHARTS = 6  # charts a panel builds ahead: a run's usual keys (losses, accuracies, learning rate)
+
 
 class ChartSettings(QtCore.QObject):
     """Settings shared by the charts of a panel; ``changed`` fires on every edit."""
@@ -109,6 +111,12 @@ class MetricChart(QtWidgets.QWidget):
         self.plot.vb.sigRangeChangedManually.connect(self._viewed_by_hand)
         settings.changed.connect(self._settings_changed)
         self._settings_changed()
+
+    def show_keys(self, title: str, keys: Sequence[str]) -> None:
+        """Give a chart built ahead (with no keys) its title and keys."""
+        self.title = title
+        self.patterns = list(keys)
+        self.title_label.setText(f"<b>{title}</b>")
 
     @property
     def _several_keys(self) -> bool:
@@ -319,11 +327,12 @@ class ChartsPanel(QtWidgets.QWidget):
     """A chart per metric key of the open runs, two columns, under one settings bar."""
 
     def __init__(self, settings: Optional[ChartSettings] = None, parent=None,
-                 hidden_keys: Sequence[str] = ("time/step",)):
+                 hidden_keys: Sequence[str] = ("time/step",), spare_charts: int = SPARE_CHARTS):
         super().__init__(parent)
         self.settings = settings or ChartSettings()
         self.hidden_keys = set(hidden_keys)
         self.charts: Dict[str, MetricChart] = {}
+        self.spares: List[MetricChart] = []
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.bar = ChartSettingsBar(self.settings)
@@ -336,6 +345,26 @@ class ChartsPanel(QtWidgets.QWidget):
         scroll.setWidget(self.grid_host)
         layout.addWidget(scroll, 1)
         self._keys_seen: Tuple[str, ...] = ()
+        self.build_spares(spare_charts)
+
+    def build_spares(self, count: int) -> None:
+        """Build charts ahead, before any run trains, so that there are ``count`` spare ones.
+
+        A chart takes pyqtgraph about 25 ms to build, holding the interpreter
+        lock; built when a run's first metrics arrive, the demo's six charts
+        held up its training thread for 0.15 s at once.
+        """
+        while len(self.spares) < count:
+            chart = MetricChart("", [], self.settings, parent=self.grid_host)
+            chart.hide()
+            self.spares.append(chart)
+
+    def _chart_for(self, key: str) -> MetricChart:
+        if self.spares:
+            chart = self.spares.pop(0)
+            chart.show_keys(key, [key])
+            return chart
+        return MetricChart(key, [key], self.settings)
 
     def refresh(self, connections: Sequence) -> None:
         keys = sorted({k for c in connections for k in c.state.metric_keys()
@@ -344,7 +373,7 @@ class ChartsPanel(QtWidgets.QWidget):
             self._keys_seen = tuple(keys)
             for key in keys:
                 if key not in self.charts:
-                    self.charts[key] = MetricChart(key, [key], self.settings)
+                    self.charts[key] = self._chart_for(key)
             self._layout_charts()
         for chart in self.charts.values():
             # Charts scrolled out of sight or filtered away wait until they are seen again.

@@ -515,3 +515,23 @@ def test_a_redraw_with_new_points_paints_each_chart_once(window, qtbot, monkeypa
         qtbot.wait(5)
     assert chart.lines[("steps", "train/loss")].drawn[0] == 2100  # the new points were handed to the chart
     assert len(paints) == 1
+
+
+def test_a_live_run_takes_its_charts_from_the_ones_built_ahead(window, qtbot):
+    # Built with the window, before the run trains: building them when the first metrics arrive held the
+    # training thread up (pyqtgraph, about 25 ms a chart, holding the interpreter lock).
+    spares = list(window.charts.spares)
+    assert len(spares) == 6 and not any(chart.isVisible() for chart in spares)
+    trainer = blobs_trainer()
+    window.add_connection(connect_trainer(trainer))
+    trainer.run(iterations=7)
+    _settle(window, qtbot)
+    keys = sorted(window.charts.charts)
+    assert {"train/loss", "train/accuracy", "lr"} <= set(keys)
+    for key in keys[:6]:
+        chart = window.charts.charts[key]
+        assert chart in spares and chart.title == key and key in chart.title_label.text() and chart.isVisible()
+        assert chart.matches(key) and len(chart.lines[("this process", key)].raw.xData) >= 1
+    assert window.charts.spares == spares[len(keys):]
+    line = window.charts.charts["train/loss"].lines[("this process", "train/loss")]
+    assert line.raw.xData.tolist() == list(range(1, 8))
