@@ -114,15 +114,26 @@ class RunState:
     def apply(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Fold ``records`` in, in order; returns how many were applied."""
         count = 0
+        points: List[tuple] = []  # consecutive metrics records, folded in together: one array extend per key
         for record in records:
-            handler = getattr(self, "_on_" + str(record.get("kind", "unknown")), None)
+            kind = record.get("kind", "unknown")
             self._position(record)
+            count += 1
+            if kind == "metrics":
+                points.append((float(record.get("iteration", 0)), self.epoch_detail,
+                               float(record.get("time", self.last_time or 0.0)), record.get("values") or {}))
+                continue
+            if points:
+                self._add_points(points)
+                points = []
+            handler = getattr(self, "_on_" + str(kind), None)
             if handler is not None:
                 handler(record)
             else:
                 self._message(record.get("time"), "info", f"{record.get('kind')}: "
                               + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("kind", "time")))
-            count += 1
+        if points:
+            self._add_points(points)
         if count:
             self.revision += 1
         return count
@@ -169,28 +180,16 @@ class RunState:
         if isinstance(record.get("description"), dict):
             self.network = record["description"]
 
-    def _on_metrics(self, record: Mapping[str, Any]) -> None:
-        values = record.get("values") or {}
-        iteration = float(record.get("iteration", 0))
-        time = float(record.get("time", self.last_time or 0.0))
-        for key, value in values.items():
-            if not isinstance(value, (int, float)):
-                continue
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = MetricSeries(key)
-            series.append(iteration, self.epoch_detail, time, float(value))
-            self.latest[key] = float(value)
-        lr = values.get("lr")
-        if isinstance(lr, (int, float)) and self.hyperparameters and "lr" in self.hyperparameters[0]:
-            self.hyperparameters[0]["lr"] = float(lr)  # schedules change it without a command
-
     def _on_metric_points(self, record: Mapping[str, Any]) -> None:
         """Many steps' metrics in one record (the in-process feed's): ``points`` of (iteration, epoch,
-        epoch_detail, time, values), folded in as ``metrics`` records would be, one array extend per key."""
+        epoch_detail, time, values), folded in as that many ``metrics`` records would be."""
+        self._add_points([(iteration, self._epoch_detail(iteration, epoch, detail), time, values)
+                          for iteration, epoch, detail, time, values in record.get("points") or ()])
+
+    def _add_points(self, points: List[tuple]) -> None:
+        """Points of (iteration, epoch_detail, time, values) onto the series, one array extend per key."""
         columns: Dict[str, tuple] = {}
-        for iteration, epoch, detail, time, values in record.get("points") or ():
-            epoch_detail = self._epoch_detail(iteration, epoch, detail)
+        for iteration, epoch_detail, time, values in points:
             for key, value in values.items():
                 if not isinstance(value, (int, float)):
                     continue

@@ -275,3 +275,38 @@ def test_restore_checkpoint_command_rewinds_a_live_run(tmp_path):
     iterations = connection.state.series["train/loss"].iterations
     assert iterations[-1] == 5 and np.all(np.diff(iterations) > 0)  # the abandoned stretch is gone
     assert any("restored" in line.text and "at-3.h5" in line.text for line in connection.state.log)
+
+
+def test_metrics_fold_in_the_same_one_by_one_in_one_batch_or_as_metric_points():
+    records = [{"kind": "metrics", "time": 100.0 + i, "epoch": i // 4, "iteration": i,
+                "values": {"loss": 10.0 - i, **({"validation/loss": float(i)} if i % 4 == 0 else {})}}
+               for i in range(1, 13)]
+    records[5]["values"]["note"] = "not a number"  # skipped, as the event log may hold anything
+    description = {"kind": "description", "batches_per_epoch": 4}  # epochs from iterations where not recorded
+    one_by_one, together = RunState("a"), RunState("b")
+    one_by_one.apply([description])
+    together.apply([description])
+    for record in records:
+        one_by_one.apply([record])
+    assert together.apply(records) == 12
+    points = RunState("c")
+    points.apply([description, {"kind": "metric_points", "time": 112.0, "epoch": 3, "iteration": 12,
+                   "points": [(r["iteration"], r["epoch"], None, r["time"], r["values"]) for r in records]}])
+    for state in (together, points):
+        assert sorted(state.series) == ["loss", "validation/loss"]
+        for key, series in one_by_one.series.items():
+            for column in ("iterations", "epochs", "times", "values"):
+                np.testing.assert_array_equal(getattr(state.series[key], column), getattr(series, column))
+        assert state.latest == one_by_one.latest == {"loss": -2.0, "validation/loss": 12.0}
+        assert (state.iteration, state.epoch) == (12, 3)
+    np.testing.assert_array_equal(together.series["loss"].epochs, np.arange(1, 13) / 4)
+
+
+def test_a_restore_inside_one_batch_of_records_drops_the_points_before_it_only():
+    state = RunState("r")
+    state.apply([{"kind": "metrics", "time": float(i), "epoch": 0, "iteration": i, "values": {"loss": float(i)}}
+                 for i in range(1, 11)]
+                + [{"kind": "restored", "time": 11.0, "epoch": 0, "iteration": 4, "path": "last.h5"},
+                   {"kind": "metrics", "time": 12.0, "epoch": 0, "iteration": 5, "values": {"loss": -5.0}}])
+    assert state.series["loss"].iterations.tolist() == [1, 2, 3, 4, 5]
+    assert state.series["loss"].values.tolist() == [1, 2, 3, 4, -5.0]
