@@ -202,23 +202,12 @@ def alternate(mode: str, model: str, sample: bool, iterations: int, seconds: flo
         if id(hook) not in before:  # the GUI's hooks: feed, control channel
             hook.trigger = hook.trigger & phases
 
-    switched_off_at = [0.0]
-
     def switch() -> None:
         phases.on = not phases.on
-        if window is not None and not phases.on:
-            window.timer.stop()
-            switched_off_at[0] = time.monotonic()
-        elif window is not None:
-            # The window's clocks skip the off phase: its redraw governor divides its CPU time by the wall time
-            # of a cycle, and would take an off phase for cheap drawing and redraw more often than it does when
-            # never switched off.
-            skipped = time.monotonic() - switched_off_at[0]
-            wall, cpu = window._cycle_started
-            window._cycle_started = (wall + skipped, cpu)
-            window._charts_drawn_at += skipped
-            window._readouts_drawn_at += skipped
-            window.timer.start()
+        if window is not None:
+            # The window's clocks skip the time its timer was stopped (MainWindow.tick), as they skip the time a
+            # GUI process was stopped: its redraw governor would otherwise take the off phases for cheap drawing.
+            window.timer.start() if phases.on else window.timer.stop()
         elif gui_process is not None and gui_process.poll() is None:
             gui_process.send_signal(signal.SIGCONT if phases.on else signal.SIGSTOP)
 
@@ -333,10 +322,9 @@ def main_alternating(args, app) -> None:
           f"QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}")
     print(table(["GUI", "steps/s, GUI on", "steps/s, GUI off", "slowdown", "phases on / off"], rows))
     print("One run per row, its first tenth (the window's start-up) left out. Off: the GUI's hooks skip their\n"
-          "work and the window's timer is stopped (in process; its clocks skip the off phases), or the GUI process is\n"
-          "stopped with SIGSTOP (remote; its redraw governor then counts the stopped time as cheap, and redraws\n"
-          "more often than when never stopped). The feed's averager still sums each step's values. Machine drift,\n"
-          "which moves whole runs by 10-20% here, hits both phases of a run alike.")
+          "work and the window's timer is stopped (in process), or the GUI process is stopped with SIGSTOP (remote);\n"
+          "either way the window's redraw clocks skip the stopped time. The feed's averager still sums each step's\n"
+          "values. Machine drift, which moves whole runs by 10-20% here, hits both phases of a run alike.")
 
 
 if __name__ == "__main__":

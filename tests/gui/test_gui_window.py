@@ -535,3 +535,25 @@ def test_a_live_run_takes_its_charts_from_the_ones_built_ahead(window, qtbot):
     assert window.charts.spares == spares[len(keys):]
     line = window.charts.charts["train/loss"].lines[("this process", "train/loss")]
     assert line.raw.xData.tolist() == list(range(1, 8))
+
+
+def test_time_the_gui_was_stopped_is_skipped_by_its_redraw_clocks(window, monkeypatch):
+    # Stopped (Ctrl-Z, SIGSTOP, a laptop's sleep), the window used no CPU for that time: counted, the governor
+    # would take it for cheap drawing and shorten the chart interval.
+    from sigma_gui import window as window_module
+    refreshes = []
+    monkeypatch.setattr(window, "refresh", lambda force_charts=True: refreshes.append(force_charts))
+    window._last_tick, window._cycle_started = 100.0, (95.0, 7.0)
+    window._charts_drawn_at, window._readouts_drawn_at = 96.0, 99.5
+    window.tick(now=100.1)  # on time: nothing skipped
+    assert window._cycle_started == (95.0, 7.0) and window._charts_drawn_at == 96.0
+    window.tick(now=130.1)  # 30 s late
+    skipped = 30.0 - window.timer.interval() / 1000
+    assert window._cycle_started == (pytest.approx(95.0 + skipped), 7.0)
+    assert window._charts_drawn_at == pytest.approx(96.0 + skipped)
+    assert window._readouts_drawn_at == pytest.approx(99.5 + skipped)
+    assert refreshes == [False, False]
+    # The governor then sees the cycle as it was while running: 0.3 s of CPU over 5.2 s of it.
+    window.govern(True, 130.2, 7.3)
+    assert window.gui_cpu_share == pytest.approx(0.3 / (130.2 - 95.0 - skipped))
+    assert window_module.STOPPED_GAP < 30.0
