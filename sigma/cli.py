@@ -214,7 +214,8 @@ def command_gui(args, out) -> int:
         from sigma_gui import app
     except ImportError as error:
         raise CommandError(f"the sigma_gui package cannot be imported ({error})") from None
-    return app.main(args.runs)
+    niceness = [] if args.niceness is None else ["--niceness", str(args.niceness)]
+    return app.main([*niceness, *args.runs])
 
 
 def _format_bytes(size: int) -> str:
@@ -357,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gui = commands.add_parser("gui", help="open runs in the window, live or finished (needs the gui extra)")
     gui.add_argument("runs", nargs="*", help="run directories to open side by side, e.g. runs/demo-mlp")
+    gui.add_argument("--niceness", type=int, default=None, metavar="N",
+                     help="run the window N steps of Unix niceness below the training (default 10; 19 costs a "
+                          "run that keeps every core busy least, and makes the window slowest to respond)")
 
     inspect = commands.add_parser("inspect", help="show what a checkpoint holds")
     inspect.add_argument("checkpoint")

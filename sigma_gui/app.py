@@ -195,14 +195,20 @@ def build_parser(prog: str = "sigma gui") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Watch and drive Sigma training runs.")
     parser.add_argument("runs", nargs="*", help="run directories to open side by side (live or finished), "
                         "e.g. runs/demo-mlp")
+    parser.add_argument("--niceness", type=int, default=GUI_NICENESS, metavar="N",
+                        help=f"run the window N steps of Unix niceness below the training (default "
+                             f"{GUI_NICENESS}; 19 costs a run that keeps every core busy least, and makes the "
+                             "window slowest to respond; 0 keeps its priority)")
     return parser
 
 
 # How much lower than the training the standalone window runs (Unix niceness). A monitor should cost the run it
 # watches as little as possible: where the training keeps every core busy (the 2-core test machine), a window at
 # the same priority takes its CPU share from the training's threads, and a BLAS thread that is descheduled
-# stalls its partner, so the run slowed by 9% at niceness 0 and 6% at 10 (benchmarks/gui_overhead.py). On an
-# idle core, niceness changes nothing.
+# stalls its partner, so the run slowed by 9% at niceness 0 and 6% at 10 (benchmarks/gui_overhead.py); at 19,
+# 2.7-3.7% against 4.7-5.9% at 10 (gui_overhead.py --alternate), but a window at 19 beside a run that keeps every
+# core busy gets about 1% of a core, and takes seconds to redraw or answer a click. On an idle core, niceness
+# changes nothing.
 GUI_NICENESS = 10
 
 
@@ -231,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "sigma gui") -> int:
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
         return 1
-    yield_to_training()
+    yield_to_training(args.niceness)
     app = application()
     from sigma_gui.window import MainWindow
     window = MainWindow()

@@ -1,12 +1,13 @@
 """Trainer hooks that feed the GUI from the training thread, between steps.
 
-:class:`QueueFeed` is the in-process connection: every step it puts the
-averaged observation on a queue (one ``put``, no Qt, no waiting), together
-with the moments (start, pause, resume, stop, error), hyperparameter
-changes, checkpoints, the network's description, log messages, and, at
-most once a ``histogram_interval``, weight and gradient histograms, and at
-each epoch's end the predictions on a few fixed samples. The GUI thread
-drains the queue with a timer (:class:`sigma_gui.sources.QueueSource`).
+:class:`QueueFeed` is the in-process connection: every step it notes the
+step's metrics as a point, and puts the points on a queue together at most
+every 50 ms (no Qt, no waiting), together with the moments (start, pause,
+resume, stop, error), hyperparameter changes, checkpoints, the network's
+description, log messages, and, at most once a ``histogram_interval``,
+weight and gradient histograms, and at each epoch's end the predictions on
+a few fixed samples. The GUI thread drains the queue with a timer
+(:class:`sigma_gui.sources.QueueSource`).
 
 :class:`EventLogFeed` writes the extras that the trainer does not log
 itself (network description, histograms, predictions, log messages) into
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -210,13 +212,15 @@ class QueueFeed(Feed):
         self._last_metrics = -float("inf")
         self._last_flush = -float("inf")
         self._points: List[tuple] = []
+        # Log records are emitted from whatever thread logs: the pending points and the queue stay in order.
+        self._lock = threading.Lock()
         self._hyperparameters: List[Dict[str, Any]] = []
         self._last_checkpoint = None
 
     def emit(self, trainer, record: Dict[str, Any]) -> None:
-        if self._points:
-            self.flush(trainer)  # the points come first: they happened before whatever this record says
-        self.queue.put(record)
+        with self._lock:
+            self._put_points(trainer)  # the points come first: they happened before whatever this record says
+            self.queue.put(record)
 
     def setup(self, trainer) -> None:
         super().setup(trainer)
@@ -262,14 +266,20 @@ class QueueFeed(Feed):
         values = self.averager.take()
         if values:
             position = trainer.position
-            self._points.append((position.iteration, position.epoch, position.epoch_detail, time.time(), values))
+            point = (position.iteration, position.epoch, position.epoch_detail, time.time(), values)
+            with self._lock:
+                self._points.append(point)
+
+    def _put_points(self, trainer) -> None:
+        if self._points:
+            points, self._points = self._points, []
+            self.queue.put(self._stamp(trainer, "metric_points", points=points, samples_seen=trainer.samples_seen))
 
     def flush(self, trainer) -> None:
         """Put the pending points on the queue, then say whether the optimiser's settings changed since."""
         self._last_flush = time.perf_counter()
-        if self._points:
-            points, self._points = self._points, []
-            self.queue.put(self._stamp(trainer, "metric_points", points=points, samples_seen=trainer.samples_seen))
+        with self._lock:
+            self._put_points(trainer)
         settings = hyperparameters(trainer.optimiser)
         if settings != self._hyperparameters:
             changes = [f"{key} {before.get(key)!r} -> {value!r}" + (f" (group {index})" if len(settings) > 1 else "")

@@ -42,7 +42,7 @@ REFRESH_HZ = 10
 # within a few cycles; it stays at CHART_INTERVAL where redraws are cheap.
 CHART_INTERVAL = 1.0
 MAX_CHART_INTERVAL = 15.0
-GUI_CPU_TARGET = 0.03
+GUI_CPU_TARGET = 0.02
 READOUT_INTERVAL = 0.5  # seconds between updates of the other panels while a run trains
 # A timer tick this late (seconds) means the GUI was stopped (Ctrl-Z, SIGSTOP, a laptop's sleep) or its timer was.
 STOPPED_GAP = 1.0

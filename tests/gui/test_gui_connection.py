@@ -310,3 +310,27 @@ def test_a_restore_inside_one_batch_of_records_drops_the_points_before_it_only()
                    {"kind": "metrics", "time": 12.0, "epoch": 0, "iteration": 5, "values": {"loss": -5.0}}])
     assert state.series["loss"].iterations.tolist() == [1, 2, 3, 4, 5]
     assert state.series["loss"].values.tolist() == [1, 2, 3, 4, -5.0]
+
+
+def test_queue_feed_keeps_points_and_a_log_line_from_another_thread_in_order():
+    import logging
+    import threading
+
+    from sigma.training import at
+    from sigma.training.hooks import Lambda
+
+    def log_from_another_thread(trainer):
+        thread = threading.Thread(target=lambda: logging.getLogger("sigma.test").warning("from a thread"))
+        thread.start()
+        thread.join()
+
+    trainer = blobs_trainer(hooks=[Lambda(log_from_another_thread, at(4))])
+    connection = connect_trainer(trainer)
+    trainer.run(iterations=8)
+    records = connection.source.poll()
+    kinds = [r["kind"] for r in records]
+    message = next(i for i, r in enumerate(records) if r["kind"] == "message" and "from a thread" in r["text"])
+    before = [p[0] for r in records[:message] if r["kind"] == "metric_points" for p in r["points"]]
+    after = [p[0] for r in records[message:] if r["kind"] == "metric_points" for p in r["points"]]
+    assert before + after == list(range(1, 9)), kinds
+    assert before in ([1, 2, 3], [1, 2, 3, 4])  # logged during step 4: the points pending then went first

@@ -82,7 +82,7 @@ def priority_lowered(monkeypatch):
     """Record ``sigma gui``'s call to lower its priority instead of lowering this test process's."""
     from sigma_gui import app
     calls = []
-    monkeypatch.setattr(app, "yield_to_training", lambda: calls.append(True))
+    monkeypatch.setattr(app, "yield_to_training", lambda niceness=app.GUI_NICENESS: calls.append(niceness))
     return calls
 
 
@@ -104,7 +104,7 @@ def test_sigma_gui_opens_a_finished_run_with_its_curves(qtbot, finished_run, cap
     finally:
         watcher.stop()
     assert status == 0 and not watcher.timed_out, capsys.readouterr().err
-    assert priority_lowered == [True]
+    assert priority_lowered == [10]
     window = watcher.window
     assert [c.name for c in window.connections] == ["blobs"] and not window.error_dialogs
     iterations, values = metric_values(finished_run, "train/loss")
@@ -220,3 +220,17 @@ def test_closing_the_window_stops_the_run_after_its_step_and_writes_the_last_che
     last = checkpoint_summary(tmp_path / "closed" / "checkpoints" / "last.h5")
     assert last["position"]["iteration"] == result.iteration
     assert trainer.run_directory.read_description()["status"] == "stopped"
+
+
+def test_sigma_gui_niceness_flag_sets_how_far_the_window_yields(qtbot, finished_run, priority_lowered):
+    from sigma_gui.app import build_parser
+    assert build_parser().parse_args([]).niceness == 10
+    watcher = WindowWatcher(lambda window: bool(window.connections))
+    try:
+        status = cli.main(["gui", "--niceness", "19", str(finished_run)])
+    finally:
+        watcher.stop()
+    assert status == 0 and not watcher.timed_out
+    assert priority_lowered == [19]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--niceness", "high"])
