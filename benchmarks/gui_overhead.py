@@ -81,12 +81,35 @@ class HalfwayMark(Hook):
         self.time, self.samples = time.perf_counter(), trainer.samples_seen
 
 
-def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) -> tuple:
-    """Samples per second of ``iterations`` steps in ``mode``, the same over the second half of the run only
-    (the window settled), and the GUI's CPU seconds per second of training."""
+def open_gui(mode: str, trainer, root: str, app) -> tuple:
+    """(window, GUI process) for ``mode``: the window in this process fed by a QueueFeed, or ``sigma gui`` in a
+    second process tailing the run directory of a run with ``attach_remote``; (None, None) for "none"."""
     import sigma_gui
     from PyQt6 import QtCore
     from sigma_gui.window import MainWindow
+    if mode == "in-process":
+        settings = QtCore.QSettings(os.path.join(root, "gui.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings)
+        window.add_connection(sigma_gui.connect_trainer(trainer))
+        window.show()
+        app.processEvents()  # the window is up before training starts, as with run_with_gui
+        return window, None
+    if mode == "remote":
+        sigma_gui.attach_remote(trainer)
+        environment = {**os.environ, "XDG_CONFIG_HOME": root}  # its own QSettings file
+        gui_process = subprocess.Popen([sys.executable, "-m", "sigma_gui", str(trainer.run_directory.path)],
+                                       env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4.0)  # imports and the first frames; `sigma gui` is usually open before the run starts
+        if gui_process.poll() is not None:
+            raise RuntimeError(f"the GUI process ended at once (exit status {gui_process.returncode})")
+        return None, gui_process
+    return None, None
+
+
+def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) -> tuple:
+    """Samples per second of ``iterations`` steps in ``mode``, the same over the second half of the run only
+    (the window settled), and the GUI's CPU seconds per second of training."""
+    from PyQt6 import QtCore
     trainer = make_trainer(model, sample, root, f"{mode}-{time.time_ns()}")
     halfway = HalfwayMark(iterations)
     trainer.add_hook(halfway)
@@ -99,21 +122,7 @@ def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) 
         timing["seconds"] = timing["end"] - started
 
     thread = threading.Thread(target=work)
-    window, gui_process = None, None
-    if mode == "in-process":
-        settings = QtCore.QSettings(os.path.join(root, "gui.ini"), QtCore.QSettings.Format.IniFormat)
-        window = MainWindow(settings=settings)
-        window.add_connection(sigma_gui.connect_trainer(trainer))
-        window.show()
-        app.processEvents()  # the window is up before training starts, as with run_with_gui
-    elif mode == "remote":
-        sigma_gui.attach_remote(trainer)
-        environment = {**os.environ, "XDG_CONFIG_HOME": root}  # its own QSettings file
-        gui_process = subprocess.Popen([sys.executable, "-m", "sigma_gui", str(trainer.run_directory.path)],
-                                       env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(4.0)  # imports and the first frames; `sigma gui` is usually open before the run starts
-        if gui_process.poll() is not None:
-            raise RuntimeError(f"the GUI process ended at once (exit status {gui_process.returncode})")
+    window, gui_process = open_gui(mode, trainer, root, app)
     gui_cpu_started = time.thread_time() if window is not None else \
         _process_cpu_seconds(gui_process.pid) if gui_process is not None else 0.0
     thread.start()
@@ -177,27 +186,13 @@ def alternate(mode: str, model: str, sample: bool, iterations: int, seconds: flo
     drift then hits both phases alike. Returns the steps/s with the GUI on and with it off (the run's first
     tenth, the window's start-up, left out) and how many phases of each were compared."""
     import signal
-    import sigma_gui
     from PyQt6 import QtCore
-    from sigma_gui.window import MainWindow
     trainer = make_trainer(model, sample, root, f"alternate-{mode}-{time.time_ns()}")
     phases = Phases()
     clock = StepClock(phases)
     trainer.add_hook(clock)
-    window, gui_process = None, None
     before = {id(hook) for hook in trainer.hooks}
-    if mode == "in-process":
-        settings = QtCore.QSettings(os.path.join(root, "gui.ini"), QtCore.QSettings.Format.IniFormat)
-        window = MainWindow(settings=settings)
-        window.add_connection(sigma_gui.connect_trainer(trainer))
-        window.show()
-        app.processEvents()
-    else:
-        sigma_gui.attach_remote(trainer)
-        environment = {**os.environ, "XDG_CONFIG_HOME": root}
-        gui_process = subprocess.Popen([sys.executable, "-m", "sigma_gui", str(trainer.run_directory.path)],
-                                       env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(4.0)
+    window, gui_process = open_gui(mode, trainer, root, app)
     for hook in trainer.hooks:
         if id(hook) not in before:  # the GUI's hooks: feed, control channel
             hook.trigger = hook.trigger & phases
