@@ -226,7 +226,7 @@ def alternate(mode: str, model: str, sample: bool, iterations: int, seconds: flo
             thread.join(seconds)
             if thread.is_alive():
                 switch()
-        if gui_process.poll() is None:
+        if gui_process is not None and gui_process.poll() is None:
             gui_process.send_signal(signal.SIGCONT)
             gui_process.terminate()
             gui_process.wait(10)
@@ -306,7 +306,7 @@ def main_alternating(args, app) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as root:
         train("none", args.model, args.sample, 20, root, app)  # warm-up: numba kernels, caches
-        for mode in MODES[1:]:
+        for mode in MODES:  # "none": phases switched with no GUI at all, the method's own noise
             for _ in range(args.rounds):
                 on, off, phases_on, phases_off = alternate(mode, args.model, args.sample, args.iterations,
                                                            args.alternate, root, app)
@@ -316,7 +316,8 @@ def main_alternating(args, app) -> None:
           f"128, {args.iterations} steps a run, GUI on and off every {args.alternate:g} s, {machine()}, "
           f"QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}")
     print(table(["GUI", "steps/s, GUI on", "steps/s, GUI off", "slowdown", "phases on / off"], rows))
-    print("One run per row, its first tenth (the window's start-up) left out. Off: the GUI's hooks skip their\n"
+    print("One run per row, its first tenth (the window's start-up) left out. none: the phases switch with no GUI at\n"
+          "all, so its figure is the measurement's own noise. Off: the GUI's hooks skip their\n"
           "work and the window's timer is stopped (in process), or the GUI process is stopped with SIGSTOP (remote);\n"
           "either way the window's redraw clocks skip the stopped time. The feed's averager still sums each step's\n"
           "values. Machine drift, which moves whole runs by 10-20% here, hits both phases of a run alike.")
