@@ -106,10 +106,26 @@ def open_gui(mode: str, trainer, root: str, app) -> tuple:
     return None, None
 
 
+def exec_until_done(app, thread: threading.Thread) -> None:
+    """Qt's own event loop, as run_with_gui runs it (it sleeps until a timer or an event wakes it), until
+    ``thread`` ends."""
+    from PyQt6 import QtCore
+    watcher = QtCore.QTimer()
+    watcher.timeout.connect(lambda: None if thread.is_alive() else app.quit())
+    watcher.start(100)
+    app.exec()
+    watcher.stop()
+
+
+def close_window(window) -> None:
+    window.timer.stop()
+    window.close()
+    window.deleteLater()
+
+
 def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) -> tuple:
     """Samples per second of ``iterations`` steps in ``mode``, the same over the second half of the run only
     (the window settled), and the GUI's CPU seconds per second of training."""
-    from PyQt6 import QtCore
     trainer = make_trainer(model, sample, root, f"{mode}-{time.time_ns()}")
     halfway = HalfwayMark(iterations)
     trainer.add_hook(halfway)
@@ -129,12 +145,7 @@ def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) 
     if window is None:
         thread.join()
     else:
-        # Qt's own event loop, as run_with_gui runs it: it sleeps until a timer or an event wakes it.
-        watcher = QtCore.QTimer()
-        watcher.timeout.connect(lambda: None if thread.is_alive() else app.quit())
-        watcher.start(100)
-        app.exec()
-        watcher.stop()
+        exec_until_done(app, thread)
         thread.join()
     if window is not None:
         gui_cpu = time.thread_time() - gui_cpu_started  # the GUI (main) thread's own CPU time
@@ -142,9 +153,7 @@ def train(mode: str, model: str, sample: bool, iterations: int, root: str, app) 
         # The GUI must have taken in the whole run: otherwise "no slowdown" would mean "no GUI".
         points = len(window.current.state.series["train/loss"])
         assert points == iterations, f"the GUI took in {points} of {iterations} points: it did not keep up"
-        window.timer.stop()
-        window.close()
-        window.deleteLater()
+        close_window(window)
     elif gui_process is not None:
         gui_cpu = _process_cpu_seconds(gui_process.pid) - gui_cpu_started
         gui_process.terminate()
@@ -212,15 +221,9 @@ def alternate(mode: str, model: str, sample: bool, iterations: int, seconds: flo
         switcher = QtCore.QTimer()
         switcher.timeout.connect(switch)
         switcher.start(int(seconds * 1000))
-        watcher = QtCore.QTimer()
-        watcher.timeout.connect(lambda: None if thread.is_alive() else app.quit())
-        watcher.start(100)
-        app.exec()
+        exec_until_done(app, thread)
         switcher.stop()
-        watcher.stop()
-        window.timer.stop()
-        window.close()
-        window.deleteLater()
+        close_window(window)
     else:
         while thread.is_alive():
             thread.join(seconds)

@@ -245,9 +245,10 @@ class QueueFeed(Feed):
                 if moment.event == "stop" else {}
             self.emit(trainer, self._stamp(trainer, moment.event, **fields))
         else:
-            if time.perf_counter() - self._last_metrics >= self.min_interval:
-                self._add_point(trainer)
-            if time.perf_counter() - self._last_flush >= self.flush_interval:
+            now = time.perf_counter()
+            if now - self._last_metrics >= self.min_interval:
+                self._add_point(trainer, now)
+            if now - self._last_flush >= self.flush_interval:
                 self.flush(trainer)
         if trainer.last_checkpoint != self._last_checkpoint:
             self._last_checkpoint = trainer.last_checkpoint
@@ -260,9 +261,9 @@ class QueueFeed(Feed):
         self.averager.take()  # values from before the restore belong to the abandoned timeline
         self.emit(trainer, self._stamp(trainer, "restored", path=str(path)))
 
-    def _add_point(self, trainer) -> None:
+    def _add_point(self, trainer, now: Optional[float] = None) -> None:
         """This step's metrics (averaged since the last point) as one pending point."""
-        self._last_metrics = time.perf_counter()
+        self._last_metrics = time.perf_counter() if now is None else now
         values = self.averager.take()
         if values:
             position = trainer.position
