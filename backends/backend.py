@@ -128,6 +128,18 @@ class Backend:
         """The error function, elementwise."""
         raise NotImplementedError
 
+    def winograd_applies(self, dtype, weight_shape: tuple, output_size: tuple, stride: tuple, padding: tuple,
+                         dilation: tuple, groups: int) -> bool:
+        """Whether :meth:`winograd_convolution` can compute this convolution (``output_size``: its
+        output's height and width), and should (faster than im2col). No backend has it unless it says so."""
+        return False
+
+    def winograd_convolution(self, pass_: str, a, b, padding: tuple, shape: tuple):
+        """One pass of a stride-1 convolution by Winograd's minimal filtering: ``pass_`` is "forward"
+        (a = x, b = w), "input_grad" (a = output gradient, b = w) or "weight_grad" (a = x, b = output
+        gradient); ``shape`` is the weight's shape."""
+        raise NotImplementedError
+
     def im2col(self, x, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):
         """(N, C, H, W) -> (C*kh*kw, N, OH*OW) patches: one matrix product then convolves the batch."""
         raise NotImplementedError

@@ -119,8 +119,15 @@ def _channels_first(xp, g3, start, stop, out):
     return out
 
 
+def _winograd(backend, x, weight_shape, geometry: _Geometry) -> bool:
+    return backend.winograd_applies(x.dtype, weight_shape, (geometry.oh, geometry.ow), geometry.stride,
+                                    geometry.padding, geometry.dilation, geometry.groups)
+
+
 def _conv_forward(backend, x, w, geometry: _Geometry):
     """(N, C, H, W) * (OC, C/g, kh, kw) -> (N, OC, OH, OW)."""
+    if _winograd(backend, x, w.shape, geometry):
+        return backend.winograd_convolution("forward", x, w, geometry.padding, w.shape)
     xp = backend.xp
     n = x.shape[0]
     groups, oc = geometry.groups, geometry.out_channels
@@ -152,6 +159,8 @@ def _conv_forward(backend, x, w, geometry: _Geometry):
 
 def _conv_input_grad(backend, g, w, geometry: _Geometry):
     """Adjoint in x: (N, OC, OH, OW) -> (N, C, H, W)."""
+    if _winograd(backend, g, w.shape, geometry):
+        return backend.winograd_convolution("input_grad", g, w, geometry.padding, w.shape)
     xp = backend.xp
     n = g.shape[0]
     groups, oc = geometry.groups, geometry.out_channels
@@ -192,6 +201,8 @@ def _input_grad_columns(xp, g3, start, stop, w_groups, ocg, kg, cols, grad_buffe
 
 def _conv_weight_grad(backend, x, g, geometry: _Geometry, weight_shape):
     """Adjoint in w: sum over the batch of grad x patches -> (OC, C/g, kh, kw)."""
+    if _winograd(backend, x, weight_shape, geometry):
+        return backend.winograd_convolution("weight_grad", x, g, geometry.padding, weight_shape)
     xp = backend.xp
     n = x.shape[0]
     groups, oc = geometry.groups, geometry.out_channels
