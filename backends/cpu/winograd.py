@@ -153,8 +153,10 @@ def gather_block(x, first, stop, pad_h, pad_w, out):
     channels, block_h, m, width, lanes = out.shape
     height, columns = x.shape[2], x.shape[3]
     target, source = out.ravel(), x.ravel()
-    for i in range(_U(target.size)):
-        target[i] = 0
+    covered = pad_h == 0 and pad_w == 0 and block_h == height and m * width == columns and stop - first == lanes
+    if not covered:   # padding, or lanes without a sample (they must hold zeros, not stale values or NaN)
+        for i in range(_U(target.size)):
+            target[i] = 0
     offsets = np.empty(columns, np.uint64)   # where each input column lands within a block row
     for j in range(columns):
         column = j + pad_w
@@ -452,26 +454,44 @@ def output_transform(products, row_first, row_stop, tiles_w, m, columns, weights
 
 
 @njit(cache=True, nogil=True)
-def gradient_transform(block, row_first, row_stop, tiles_w, columns, weights, counts, scratch, out):
+def gradient_transform(block, row_first, row_stop, tiles_w, pairs, pair_columns, pair_weights, width,
+                       columns, weights, counts, scratch, out):
     """Output-gradient tiles (m x m) of tile rows [row_first, row_stop) of a gathered block
-    (OC, th*m, m, tiles_w, lanes) -> out (alpha^2, OC, tiles*lanes). (columns, weights, counts): the
-    :class:`Terms` of the gradient transform; ``scratch`` is (m, alpha, tiles_w*lanes)."""
-    channels, height, m, width, lanes = block.shape
+    (OC, th*m, m, tiles_w, lanes) -> out (alpha^2, OC, tiles*lanes). (pairs, pair_columns, pair_weights,
+    width, (columns, weights, counts)): the :class:`PairedTerms` of the gradient transform; ``scratch``
+    is (m, alpha, tiles_w*lanes)."""
+    channels, height, m, block_w, lanes = block.shape
     alpha = counts.shape[0]
     stretch = _U(tiles_w * lanes)
     out_columns = _U(out.shape[2])
     source, work, target = block.ravel(), scratch.ravel(), out.ravel()
-    starts = np.empty(alpha, np.uint64)
+    starts = np.empty(max(alpha, 2 * width), np.uint64)
     for oc in range(channels):
         for ti in range(row_stop - row_first):
             for u in range(m):
                 y = (row_first + ti) * m + u
+                for p in range(pairs.shape[0]):
+                    for k in range(2 * width):
+                        starts[k] = _U(((oc * height + y) * m + pair_columns[p, k]) * block_w * lanes)
+                    _combine_pair(work, _U(u * alpha + pairs[p, 0]) * stretch, _U(u * alpha + pairs[p, 1]) * stretch,
+                                  source, starts, pair_weights[p], width, pairs[p, 2], pairs[p, 3], stretch)
                 for nu in range(alpha):
+                    if counts[nu] == 0:
+                        continue
                     for k in range(counts[nu]):
-                        starts[k] = _U(((oc * height + y) * m + columns[nu, k]) * width * lanes)
+                        starts[k] = _U(((oc * height + y) * m + columns[nu, k]) * block_w * lanes)
                     _combine(work, _U(u * alpha + nu) * stretch, source, starts, weights[nu], counts[nu], stretch)
-            for xi in range(alpha):
-                for nu in range(alpha):
+            for nu in range(alpha):
+                for p in range(pairs.shape[0]):
+                    for k in range(2 * width):
+                        starts[k] = _U(pair_columns[p, k] * alpha + nu) * stretch
+                    first = (_U(pairs[p, 0] * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
+                    second = (_U(pairs[p, 1] * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
+                    _combine_pair(target, first, second, work, starts, pair_weights[p], width, pairs[p, 2],
+                                  pairs[p, 3], stretch)
+                for xi in range(alpha):
+                    if counts[xi] == 0:
+                        continue
                     for k in range(counts[xi]):
                         starts[k] = _U(columns[xi, k] * alpha + nu) * stretch
                     to = (_U(xi * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
@@ -614,7 +634,7 @@ def weight_gradient(backend, x, g, padding, r: int):
     plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype)
     if g.shape[2:] != (plan.out_h, plan.out_w):
         raise ValueError(f"winograd: gradient of shape {g.shape} does not match the output {plan.out_h}x{plan.out_w}")
-    gradient = terms(plan.t.gradient, x.dtype)
+    gradient = paired_terms(plan.t.gradient, x.dtype)
     blocks = plan.blocks
     workers = backend.block_workers(blocks)
     buffers = [plan.buffers() for _ in range(workers)]
@@ -634,8 +654,8 @@ def weight_gradient(backend, x, g, padding, r: int):
             transformed = plan.transformed_input(mine, row_first, row_stop, columns)
             gradients = mine["products"][:plan.alpha ** 2 * out_channels * columns].reshape(
                 plan.alpha ** 2, out_channels, columns)
-            gradient_transform(mine["gradient_block"], row_first, row_stop, plan.tiles_w, *gradient, scratch,
-                               gradients)
+            gradient_transform(mine["gradient_block"], row_first, row_stop, plan.tiles_w, gradient.pairs,
+                               gradient.columns, gradient.weights, gradient.width, *gradient.single, scratch, gradients)
             sums[worker] += np.matmul(gradients, transformed.transpose(0, 2, 1))
 
     backend.run_blocks(block_weight_grad, blocks)

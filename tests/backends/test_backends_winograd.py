@@ -50,6 +50,32 @@ def test_terms_list_each_rows_nonzero_entries():
     assert t.weights.dtype == np.float32
 
 
+def _apply_paired(paired, x):
+    """What the kernels compute from PairedTerms, written out in Python."""
+    out = np.zeros(len(paired.single.counts))
+    for p, (first, second, even_sign, odd_sign) in enumerate(paired.pairs):
+        half = paired.width
+        even = sum(paired.weights[p, k] * x[paired.columns[p, k]] for k in range(half))
+        odd = sum(paired.weights[p, half + k] * x[paired.columns[p, half + k]] for k in range(half))
+        out[first], out[second] = even + odd, even_sign * even + odd_sign * odd
+    for i, count in enumerate(paired.single.counts):
+        if count:
+            out[i] = sum(paired.single.weights[i, k] * x[paired.single.columns[i, k]] for k in range(count))
+    return out
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5)])
+@pytest.mark.parametrize("which", ["input", "gradient"])
+def test_paired_terms_compute_the_same_product_with_fewer_terms(m, r, which):
+    matrix = getattr(winograd.transforms(m, r), which)
+    paired = winograd.paired_terms(matrix, np.float64)
+    assert len(paired.pairs) >= 1   # the points p and -p pair up in every transform
+    x = np.random.default_rng(m + r).standard_normal(matrix.shape[1])
+    np.testing.assert_allclose(_apply_paired(paired, x), matrix @ x, rtol=1e-12, atol=1e-12)
+    terms_paired = 2 * paired.width * len(paired.pairs) + paired.single.counts.sum()
+    assert terms_paired <= np.count_nonzero(matrix)
+
+
 @pytest.mark.parametrize("out_size, r, expected", [(20, 5, 4), (24, 5, 4), (6, 3, 2), (8, 3, 4), (5, 3, 2)])
 def test_tile_size_takes_the_fewest_multiplications(out_size, r, expected):
     assert winograd.tile_size(out_size, out_size, r) == expected
