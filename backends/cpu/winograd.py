@@ -539,7 +539,7 @@ class _Plan:
     """Tile counts and per-thread buffers of one convolution over one input size."""
 
     def __init__(self, batch: int, channels: int, products_channels: int, height: int, width: int, r: int,
-                 padding, dtype):
+                 padding, dtype, workers: int = 1):
         self.padding = padding
         self.out_h = height + 2 * padding[0] - r + 1
         self.out_w = width + 2 * padding[1] - r + 1
@@ -551,9 +551,12 @@ class _Plan:
         self.block_h = self.tiles_h * m + r - 1
         self.block_w = self.tiles_w * m + r - 1
         # Samples side by side: enough that each transform loop is long (a row of tiles of every sample
-        # is STRETCH values), a multiple of 8 (an AVX register of float32), no more than the batch needs.
-        lanes = -(-STRETCH // self.tiles_w)
-        self.lanes = max(8, min(-(-lanes // 8) * 8, -(-batch // 8) * 8))
+        # is STRETCH values), a multiple of 8 (an AVX register of float32), no more than the batch needs,
+        # and, of those up to twice the least, the count that gives the busiest thread the fewest lanes
+        # (the threads take whole blocks: 128 samples as 24 + 24 + 24 | 24 + 24 + 8 keep one waiting).
+        least = max(8, min(-(-(-(-STRETCH // self.tiles_w)) // 8) * 8, -(-batch // 8) * 8))
+        self.lanes = min(range(least, 2 * least + 1, 8),
+                         key=lambda lanes: (-(-(-(-batch // lanes)) // workers) * lanes, lanes))
         self.blocks = -(-batch // self.lanes)
         self.rows_per_chunk = max(1, min(self.tiles_h, CHUNK_COLUMNS // (self.tiles_w * self.lanes)))
         self.channels, self.products_channels, self.dtype = channels, products_channels, dtype
@@ -596,7 +599,7 @@ def forward(backend, x, w, padding):
     n, channels, height, width = x.shape
     out_channels, r = w.shape[0], w.shape[2]
     x = np.ascontiguousarray(x)
-    plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype)
+    plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype, backend.block_workers(n))
     kernels = _kernel_transform(w, plan.t, x.dtype)
     output = terms(plan.t.output, x.dtype)
     out = np.empty((n, out_channels, plan.out_h, plan.out_w), dtype=x.dtype)
@@ -631,7 +634,7 @@ def weight_gradient(backend, x, g, padding, r: int):
     n, channels, height, width = x.shape
     out_channels = g.shape[1]
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g)
-    plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype)
+    plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype, backend.block_workers(n))
     if g.shape[2:] != (plan.out_h, plan.out_w):
         raise ValueError(f"winograd: gradient of shape {g.shape} does not match the output {plan.out_h}x{plan.out_w}")
     gradient = paired_terms(plan.t.gradient, x.dtype)
