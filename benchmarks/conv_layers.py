@@ -9,7 +9,9 @@ noise hits both alike.
 
 With one thread the times are CPU seconds of the process (what other jobs on
 a shared machine disturb least); with more they are wall-clock seconds. Each
-is the median of --repeats runs.
+is the median of --repeats runs. "Sigma im2col only" is Sigma with the CPU
+backend's Winograd convolution turned off: the same as "Sigma" on layers
+that im2col computes anyway.
 
     python benchmarks/conv_layers.py [--threads 1 2] [--batch 128] [--repeats 5]
 """
@@ -49,8 +51,10 @@ def _median_seconds(function, repeats: int, clock) -> float:
 
 def _worker(threads: int, batch: int, repeats: int) -> list:
     import numpy as np
+    import backends
     import sigma
     import torch
+    cpu = backends.get("cpu")
     torch.set_num_threads(threads)
     clock = time.process_time if threads == 1 else time.perf_counter
     rng = np.random.default_rng(0)
@@ -74,14 +78,24 @@ def _worker(threads: int, batch: int, repeats: int) -> list:
             xt.grad = wt.grad = None
             torch.nn.functional.conv2d(xt, wt).backward(gt)
 
+        def im2col_step():   # Sigma with Winograd's algorithm off: where it applies, what it gains
+            cpu.winograd = False
+            try:
+                sigma_step()
+            finally:
+                cpu.winograd = True
+
         sigma_step()
         torch_step()
         np.testing.assert_allclose(ws.grad.numpy(), wt.grad.numpy(), rtol=1e-3, atol=1e-2 * np.abs(wt.grad.numpy()).max())
-        times = {"sigma": [], "torch": []}
+        times = {"sigma": [], "im2col": [], "torch": []}
         for _ in range(2):  # alternate the frameworks
             times["sigma"].append(_median_seconds(sigma_step, repeats, clock))
             times["torch"].append(_median_seconds(torch_step, repeats, clock))
-        results.append({"layer": name, "sigma": min(times["sigma"]), "torch": min(times["torch"])})
+            times["im2col"].append(_median_seconds(im2col_step, repeats, clock))
+        winograd = cpu.winograd_applies(x.dtype, w.shape, (out_size, out_size), (1, 1), (0, 0), (1, 1), 1)
+        results.append({"layer": name, "algorithm": "Winograd" if winograd else "im2col",
+                        **{key: min(values) for key, values in times.items()}})
     return results
 
 
@@ -103,12 +117,14 @@ def main(argv=None) -> str:
                               str(args.batch), "--repeats", str(args.repeats)],
                              capture_output=True, text=True, check=True, cwd=ROOT, env=env)
         for result in json.loads(out.stdout.strip().splitlines()[-1]):
-            rows.append([result["layer"], threads, f"{result['sigma'] * 1e3:.1f}", f"{result['torch'] * 1e3:.1f}",
+            rows.append([result["layer"], threads, result["algorithm"], f"{result['sigma'] * 1e3:.1f}",
+                         f"{result['im2col'] * 1e3:.1f}", f"{result['torch'] * 1e3:.1f}",
                          f"{result['torch'] / result['sigma']:.2f}"])
     load = os.getloadavg()[0]
     text = (f"Convolution layers, forward + backward, batch {args.batch}, median of {args.repeats} "
             f"({machine()}; load average {load:.1f})\n\n"
-            + table(["layer", "threads", "Sigma ms", "PyTorch ms", "speed ratio (PyTorch ms / Sigma ms)"], rows))
+            + table(["layer", "threads", "Sigma's algorithm", "Sigma ms", "Sigma im2col only ms", "PyTorch ms",
+                     "speed ratio (PyTorch ms / Sigma ms)"], rows))
     print(text)
     return text
 
