@@ -101,14 +101,49 @@ def _im2col_plane(x, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch
                     target[i, j] = 0
 
 
+# Output rows at most this wide go through the "small" kernels below: one loop over a whole window
+# through precomputed offsets, instead of a loop per output row of a few values (im2col 1.8-2.5x,
+# col2im 1.5-2.2x faster for 6-wide outputs; slower from 8 on).
+SMALL_WIDTH = 6
+
+
+@njit(cache=True, nogil=True)
+def _window_offsets(oh, ow, sh, sw, width):
+    """Offset of each output position's window in a plane ``width`` wide (padded)."""
+    offsets = np.empty(oh * ow, np.uint64)
+    for i in range(oh):
+        for j in range(ow):
+            offsets[i * ow + j] = np.uint64(i * sh * width + j * sw)
+    return offsets
+
+
+@njit(cache=True, nogil=True)
+def _im2col_plane_small(image, b, ch, kh, kw, dh, dw, offsets, out):
+    # ``image`` is the (padded) plane; out[row, b] for each of the plane's kh*kw rows.
+    source, target = image.ravel(), out.ravel()
+    width = image.shape[1]
+    n, positions = out.shape[1], np.uint64(out.shape[2])
+    for ki in range(kh):
+        for kj in range(kw):
+            base = np.uint64(ki * dh * width + kj * dw)
+            to = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
+            for q in range(positions):
+                target[to + q] = source[base + offsets[q]]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     # out: (C*kh*kw, N, OH*OW), so that a convolution over the whole batch is
     # one matrix product. Each (sample, channel) pair is one parallel task.
     n, c, h, w = x.shape
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
     for task in prange(n * c):
         scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
+        if ow <= SMALL_WIDTH:
+            plane = _padded_plane(x, task // c, task % c, ph, pw, scratch)
+            _im2col_plane_small(plane, task // c, task % c, kh, kw, dh, dw, offsets, out)
+        else:
+            _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
     return out
 
 
@@ -118,8 +153,13 @@ def im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     # have a core each.
     n, c, h, w = x.shape
     scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
     for task in range(n * c):
-        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
+        if ow <= SMALL_WIDTH:
+            plane = _padded_plane(x, task // c, task % c, ph, pw, scratch)
+            _im2col_plane_small(plane, task // c, task % c, kh, kw, dh, dw, offsets, out)
+        else:
+            _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
     return out
 
 
@@ -151,19 +191,52 @@ def _col2im_plane(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
                         image[y, j * sw + offset] += source[i, j]
 
 
+@njit(cache=True, nogil=True)
+def _col2im_plane_small(cols, b, ch, kh, kw, ph, pw, dh, dw, offsets, scratch, out):
+    # Adjoint of _im2col_plane_small: the windows are added into the zeroed padded plane
+    # ``scratch``, whose interior is then the sample's channel. Within one kernel offset
+    # (ki, kj) the windows' positions are distinct, so the adds never collide.
+    h, w = out.shape[2], out.shape[3]
+    width = scratch.shape[1]
+    target, source = scratch.ravel(), cols.ravel()
+    for i in range(np.uint64(target.size)):
+        target[i] = 0
+    n, positions = cols.shape[1], np.uint64(cols.shape[2])
+    for ki in range(kh):
+        for kj in range(kw):
+            base = np.uint64(ki * dh * width + kj * dw)
+            start = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
+            for q in range(positions):
+                target[base + offsets[q]] += source[start + q]
+    image = out[b, ch]
+    for y in range(h):
+        for x in range(w):
+            image[y, x] = scratch[y + ph, x + pw]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    n, c = out.shape[0], out.shape[1]
+    n, c, h, w = out.shape
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
     for task in prange(n * c):
-        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        if ow <= SMALL_WIDTH:
+            scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=out.dtype)
+            _col2im_plane_small(cols, task // c, task % c, kh, kw, ph, pw, dh, dw, offsets, scratch, out)
+        else:
+            _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
 
 
 @njit(cache=True, nogil=True)
 def col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
-    n, c = out.shape[0], out.shape[1]
+    n, c, h, w = out.shape
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
+    scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=out.dtype)
     for task in range(n * c):
-        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        if ow <= SMALL_WIDTH:
+            _col2im_plane_small(cols, task // c, task % c, kh, kw, ph, pw, dh, dw, offsets, scratch, out)
+        else:
+            _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
 
 

@@ -24,10 +24,16 @@ def _naive_im2col(x, kernel, stride, padding, dilation):
     return out
 
 
+# Outputs up to backends.cpu.kernels.SMALL_WIDTH wide take the CPU's "small" kernels, wider ones the
+# row-by-row kernels: both kinds are here.
 GEOMETRIES = [
     ((2, 3, 7, 6), (3, 3), (1, 1), (0, 0), (1, 1)),
     ((1, 2, 9, 8), (3, 2), (2, 1), (1, 2), (2, 1)),
     ((3, 1, 5, 5), (1, 1), (2, 2), (0, 0), (1, 1)),
+    ((2, 3, 12, 11), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 17, 16), (3, 2), (2, 1), (1, 2), (2, 1)),
+    ((2, 2, 14, 14), (3, 3), (2, 2), (1, 1), (1, 1)),
+    ((2, 2, 6, 5), (3, 3), (2, 1), (1, 2), (1, 2)),
 ]
 
 
