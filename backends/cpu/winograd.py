@@ -560,7 +560,7 @@ class _Plan:
         self.blocks = -(-batch // self.lanes)
         self.rows_per_chunk = max(1, min(self.tiles_h, CHUNK_COLUMNS // (self.tiles_w * self.lanes)))
         self.channels, self.products_channels, self.dtype = channels, products_channels, dtype
-        self.input = paired_terms(self.t.input, dtype)
+        self.input = _kernel_terms(m, r, "input", np.dtype(dtype).str)
 
     def buffers(self) -> dict:
         """One thread's arrays, reused for each of its blocks."""
@@ -587,6 +587,14 @@ class _Plan:
                                pairs.weights, pairs.width, *pairs.single, mine["rows"], out)
 
 
+@functools.lru_cache(maxsize=None)
+def _kernel_terms(m: int, r: int, which: str, dtype: str):
+    """The kernels' form of one of F(m, r)'s transforms: the input and gradient transforms paired, the
+    output transform as plain terms. Cached: finding the pairs takes a few hundred microseconds."""
+    matrix = getattr(transforms(m, r), which)
+    return terms(matrix, np.dtype(dtype)) if which == "output" else paired_terms(matrix, np.dtype(dtype))
+
+
 def _kernel_transform(w, t: Transforms, dtype):
     """(OC, C, r, r) -> (alpha^2, OC, C): G w G^T for every kernel, computed in float64."""
     alpha = t.input.shape[0]
@@ -601,7 +609,7 @@ def forward(backend, x, w, padding):
     x = np.ascontiguousarray(x)
     plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype, backend.block_workers(n))
     kernels = _kernel_transform(w, plan.t, x.dtype)
-    output = terms(plan.t.output, x.dtype)
+    output = _kernel_terms(plan.m, r, "output", x.dtype.str)
     out = np.empty((n, out_channels, plan.out_h, plan.out_w), dtype=x.dtype)
     blocks = plan.blocks
     buffers = [plan.buffers() for _ in range(backend.block_workers(blocks))]
@@ -637,7 +645,7 @@ def weight_gradient(backend, x, g, padding, r: int):
     plan = _Plan(n, channels, out_channels, height, width, r, padding, x.dtype, backend.block_workers(n))
     if g.shape[2:] != (plan.out_h, plan.out_w):
         raise ValueError(f"winograd: gradient of shape {g.shape} does not match the output {plan.out_h}x{plan.out_w}")
-    gradient = paired_terms(plan.t.gradient, x.dtype)
+    gradient = _kernel_terms(plan.m, r, "gradient", x.dtype.str)
     blocks = plan.blocks
     workers = backend.block_workers(blocks)
     buffers = [plan.buffers() for _ in range(workers)]
