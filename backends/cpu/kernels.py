@@ -105,6 +105,7 @@ def _im2col_plane(x, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch
 # through precomputed offsets, instead of a loop per output row of a few values (im2col 1.8-2.5x,
 # col2im 1.5-2.2x faster for 6-wide outputs; slower from 8 on).
 SMALL_WIDTH = 6
+SMALL_PARTS = 64   # parallel tasks of the small kernels: each a run of planes, so scratch is allocated once a run
 
 
 @njit(cache=True, nogil=True)
@@ -118,17 +119,29 @@ def _window_offsets(oh, ow, sh, sw, width):
 
 
 @njit(cache=True, nogil=True)
-def _im2col_plane_small(image, b, ch, kh, kw, dh, dw, offsets, out):
-    # ``image`` is the (padded) plane; out[row, b] for each of the plane's kh*kw rows.
-    source, target = image.ravel(), out.ravel()
-    width = image.shape[1]
-    n, positions = out.shape[1], np.uint64(out.shape[2])
-    for ki in range(kh):
-        for kj in range(kw):
-            base = np.uint64(ki * dh * width + kj * dw)
-            to = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
-            for q in range(positions):
-                target[to + q] = source[base + offsets[q]]
+def _im2col_small(x, first, stop, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # Planes (sample, channel) numbered first..stop-1: for each kernel offset, one loop over the
+    # whole window through precomputed offsets. Flat indices into the whole arrays, raveled once:
+    # raveling each plane's view made the kernel twice as slow.
+    n, c, h, w = x.shape
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
+    source, target = x.ravel(), out.ravel()
+    scratch = np.empty((h + 2 * ph, w + 2 * pw) if ph or pw else (0, 0), dtype=x.dtype)
+    padded = scratch.ravel()
+    positions = np.uint64(oh * ow)
+    for task in range(first, stop):
+        b, ch = task // c, task % c
+        if ph or pw:
+            _padded_plane(x, b, ch, ph, pw, scratch)
+            plane, width, values = np.uint64(0), w + 2 * pw, padded
+        else:
+            plane, width, values = np.uint64(task * h * w), w, source
+        for ki in range(kh):
+            for kj in range(kw):
+                base = plane + np.uint64(ki * dh * width + kj * dw)
+                to = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
+                for q in range(positions):
+                    target[to + q] = values[base + offsets[q]]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -136,14 +149,15 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     # out: (C*kh*kw, N, OH*OW), so that a convolution over the whole batch is
     # one matrix product. Each (sample, channel) pair is one parallel task.
     n, c, h, w = x.shape
-    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
+    if ow <= SMALL_WIDTH:
+        parts = min(n * c, SMALL_PARTS)
+        for part in prange(parts):
+            _im2col_small(x, part * n * c // parts, (part + 1) * n * c // parts, kh, kw, sh, sw, ph, pw, dh, dw,
+                          oh, ow, out)
+        return out
     for task in prange(n * c):
         scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-        if ow <= SMALL_WIDTH:
-            plane = _padded_plane(x, task // c, task % c, ph, pw, scratch)
-            _im2col_plane_small(plane, task // c, task % c, kh, kw, dh, dw, offsets, out)
-        else:
-            _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
+        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
     return out
 
 
@@ -152,14 +166,12 @@ def im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     # im2col in the calling thread alone: for block workers, which already
     # have a core each.
     n, c, h, w = x.shape
+    if ow <= SMALL_WIDTH:
+        _im2col_small(x, 0, n * c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        return out
     scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
     for task in range(n * c):
-        if ow <= SMALL_WIDTH:
-            plane = _padded_plane(x, task // c, task % c, ph, pw, scratch)
-            _im2col_plane_small(plane, task // c, task % c, kh, kw, dh, dw, offsets, out)
-        else:
-            _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
+        _im2col_plane(x, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out, scratch)
     return out
 
 
@@ -192,51 +204,59 @@ def _col2im_plane(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
 
 
 @njit(cache=True, nogil=True)
-def _col2im_plane_small(cols, b, ch, kh, kw, ph, pw, dh, dw, offsets, scratch, out):
-    # Adjoint of _im2col_plane_small: the windows are added into the zeroed padded plane
-    # ``scratch``, whose interior is then the sample's channel. Within one kernel offset
-    # (ki, kj) the windows' positions are distinct, so the adds never collide.
-    h, w = out.shape[2], out.shape[3]
-    width = scratch.shape[1]
-    target, source = scratch.ravel(), cols.ravel()
-    for i in range(np.uint64(target.size)):
-        target[i] = 0
-    n, positions = cols.shape[1], np.uint64(cols.shape[2])
-    for ki in range(kh):
-        for kj in range(kw):
-            base = np.uint64(ki * dh * width + kj * dw)
-            start = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
-            for q in range(positions):
-                target[base + offsets[q]] += source[start + q]
-    image = out[b, ch]
-    for y in range(h):
-        for x in range(w):
-            image[y, x] = scratch[y + ph, x + pw]
+def _col2im_small(cols, first, stop, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    # Adjoint of _im2col_small for planes first..stop-1: the windows are added into the zeroed
+    # channel, or with padding into a zeroed padded plane whose interior is then copied out.
+    # Within one kernel offset (ki, kj) the windows' positions are distinct, so adds never collide.
+    n, c, h, w = out.shape
+    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
+    source, image = cols.ravel(), out.ravel()
+    scratch = np.empty((h + 2 * ph, w + 2 * pw) if ph or pw else (0, 0), dtype=out.dtype)
+    padded = scratch.ravel()
+    positions = np.uint64(oh * ow)
+    for task in range(first, stop):
+        b, ch = task // c, task % c
+        if ph or pw:
+            plane, width, target = np.uint64(0), w + 2 * pw, padded
+        else:
+            plane, width, target = np.uint64(task * h * w), w, image
+        for i in range(np.uint64((h + 2 * ph) * width)):
+            target[plane + i] = 0
+        for ki in range(kh):
+            for kj in range(kw):
+                base = plane + np.uint64(ki * dh * width + kj * dw)
+                start = np.uint64(((ch * kh + ki) * kw + kj) * n + b) * positions
+                for q in range(positions):
+                    target[base + offsets[q]] += source[start + q]
+        if ph or pw:
+            channel = out[b, ch]
+            for y in range(h):
+                for x in range(w):
+                    channel[y, x] = scratch[y + ph, x + pw]
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     n, c, h, w = out.shape
-    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
+    if ow <= SMALL_WIDTH:
+        parts = min(n * c, SMALL_PARTS)
+        for part in prange(parts):
+            _col2im_small(cols, part * n * c // parts, (part + 1) * n * c // parts, kh, kw, sh, sw, ph, pw, dh,
+                          dw, oh, ow, out)
+        return out
     for task in prange(n * c):
-        if ow <= SMALL_WIDTH:
-            scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=out.dtype)
-            _col2im_plane_small(cols, task // c, task % c, kh, kw, ph, pw, dh, dw, offsets, scratch, out)
-        else:
-            _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
 
 
 @njit(cache=True, nogil=True)
 def col2im_serial(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     n, c, h, w = out.shape
-    offsets = _window_offsets(oh, ow, sh, sw, w + 2 * pw)
-    scratch = np.empty((h + 2 * ph, w + 2 * pw), dtype=out.dtype)
+    if ow <= SMALL_WIDTH:
+        _col2im_small(cols, 0, n * c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        return out
     for task in range(n * c):
-        if ow <= SMALL_WIDTH:
-            _col2im_plane_small(cols, task // c, task % c, kh, kw, ph, pw, dh, dw, offsets, scratch, out)
-        else:
-            _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
+        _col2im_plane(cols, task // c, task % c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out)
     return out
 
 
