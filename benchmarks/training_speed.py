@@ -5,7 +5,9 @@ Models (batch 128 unless --batch says otherwise):
   cnn        the beautiful-MNIST CNN (conv 5x5 x2, batch norm, pool, conv 3x3 x2, batch norm, pool, linear), Adam
 
 Each (framework, model) runs in a fresh subprocess, so peak memory is its own;
-rounds alternate the frameworks so that machine noise hits both alike. Step
+rounds alternate the frameworks so that machine noise hits both alike. The
+speed ratio is of each framework's best round; the paired ratio is the median
+of the rounds' own ratios (each round's two runs are seconds apart). Step
 memory is the peak RSS during the timed steps above the RSS before them,
 taken in one more run of each framework whose glibc mmap threshold is pinned
 at 64 KiB, so that every large array is returned to the system when freed:
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -152,12 +155,17 @@ def main(argv=None) -> str:
     blas = _blas_gflops()
     rows = []
     for model in args.models:
-        best = {}
+        best, paired = {}, []
         for _ in range(args.rounds):
+            seconds = {}
             for framework in ("sigma", "torch"):
                 result = _run_child(framework, model, args.batch, args.steps)
+                seconds[framework] = result["seconds"]
                 if framework not in best or result["seconds"] < best[framework]["seconds"]:
                     best[framework] = result
+            # This round's ratio: both frameworks ran within seconds of each other, so the machine's
+            # drift from minute to minute (10-40% here) cancels out more than in the ratio of bests.
+            paired.append(seconds["torch"] / seconds["sigma"])
         memory = {framework: _run_child(framework, model, args.batch, min(args.steps, 10), pin_allocator=True)
                   for framework in ("sigma", "torch")}
         for framework in best:
@@ -165,12 +173,13 @@ def main(argv=None) -> str:
         rate = {f: args.batch * r["steps"] / r["seconds"] for f, r in best.items()}
         flops = f"{rate['sigma'] * cnn_flops_per_sample() / 1e9 / blas:.0%}" if model == "cnn" else "-"
         rows.append([model, f"{rate['sigma']:,.0f}", f"{rate['torch']:,.0f}", f"{rate['sigma'] / rate['torch']:.2f}",
+                     f"{statistics.median(paired):.2f} ({min(paired):.2f}-{max(paired):.2f})",
                      f"{best['sigma']['step_memory_mb']:.0f}", f"{best['torch']['step_memory_mb']:.0f}",
                      f"{best['sigma']['step_memory_mb'] / max(best['torch']['step_memory_mb'], 1):.2f}", flops])
     text = (f"Training speed, batch {args.batch}, {args.steps} steps, best of {args.rounds} "
             f"({machine()}; BLAS 1024^2 float32 matmul: {blas:.0f} GFLOP/s)\n\n"
             + table(["model", "Sigma samples/s", "PyTorch samples/s", "speed ratio (higher is better)",
-                     "Sigma step MB", "PyTorch step MB", "memory ratio (lower is better)",
+                     "paired ratio, median of rounds (range)", "Sigma step MB", "PyTorch step MB", "memory ratio (lower is better)",
                      "Sigma share of BLAS FLOP/s"], rows))
     print(text)
     return text

