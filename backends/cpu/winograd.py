@@ -447,7 +447,7 @@ def output_transform(products, row_first, row_stop, tiles_w, m, columns, weights
     lanes = scratch.shape[2] // tiles_w
     stretch = _U(tiles_w * lanes)
     product_columns = _U(products.shape[2])
-    source, work = products.ravel(), scratch.ravel()
+    source, work, target = products.ravel(), scratch.ravel(), out.ravel()
     starts = np.empty(alpha, np.uint64)
     out_h, out_w = out.shape[2], out.shape[3]
     offsets = np.empty(out_w, np.uint64)   # where output column x lies in a row of ``work``
@@ -470,10 +470,10 @@ def output_transform(products, row_first, row_stop, tiles_w, m, columns, weights
             rows = min(m, out_h - (row_first + ti) * m)
             for lane in range(stop - first):
                 for i in range(rows):
-                    target = out[first + lane, oc, (row_first + ti) * m + i]
+                    to = _U((((first + lane) * channels + oc) * out_h + (row_first + ti) * m + i) * out_w)
                     base = _U((alpha + i) * m) * stretch + _U(lane)
                     for x in range(_U(out_w)):
-                        target[x] = work[base + offsets[x]]
+                        target[to + x] = work[base + offsets[x]]
     return out
 
 
