@@ -26,9 +26,10 @@ of a transform is one long contiguous loop over every tile of a row of
 every sample in the block, which LLVM vectorises.
 
 On the beautiful-MNIST CNN's 5x5 layer (32 -> 32 channels, 24 x 24) the
-forward pass and both gradients ran at 0.80-0.88x PyTorch's speed, where
-im2col ran at 0.75-0.77x; on its 8 x 8 and 10 x 10 layers im2col is
-faster, so :func:`applies` leaves small images to it.
+forward pass and both gradients run at 0.96-1.10x PyTorch's speed on 2
+threads and 1.16x on one, where im2col ran at 0.75-0.77x; on its 8 x 8 and
+10 x 10 layers im2col is faster, so :func:`applies` leaves small images to
+it (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
