@@ -386,6 +386,50 @@ def _combine_some(target, to, source, starts, weights, k, count, stretch, add):
             target[to + q] = 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _transform_block_row(scratch, to_row, source, row, m, block_w, lanes, pairs, pair_columns, pair_weights,
+                         width, columns, weights, counts, starts, stretch):
+    """The transform along the width of one gathered block row (``row``: its index among the block's
+    rows times m): scratch row ``to_row * alpha + nu`` gets output nu for every tile of the row."""
+    alpha = counts.shape[0]
+    for p in range(pairs.shape[0]):
+        for k in range(2 * width):
+            b = pair_columns[p, k]
+            starts[k] = _U(((row + b % m) * block_w + b // m) * lanes)
+        _combine_pair(scratch, _U(to_row * alpha + pairs[p, 0]) * stretch, _U(to_row * alpha + pairs[p, 1]) * stretch,
+                      source, starts, pair_weights[p], width, pairs[p, 2], pairs[p, 3], stretch)
+    for nu in range(alpha):
+        if counts[nu] == 0:
+            continue
+        for k in range(counts[nu]):
+            b = columns[nu, k]
+            starts[k] = _U(((row + b % m) * block_w + b // m) * lanes)
+        _combine(scratch, _U(to_row * alpha + nu) * stretch, source, starts, weights[nu], counts[nu], stretch)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _transform_columns(target, channel, channels, out_columns, offset, scratch, first_row, pairs, pair_columns,
+                       pair_weights, width, columns, weights, counts, starts, stretch):
+    """The transform down the rows ``first_row`` onwards of ``scratch`` (as :func:`_transform_block_row`
+    left them): target[xi * alpha + nu, channel, offset:offset + stretch] for every (xi, nu)."""
+    alpha = counts.shape[0]
+    for nu in range(alpha):
+        for p in range(pairs.shape[0]):
+            for k in range(2 * width):
+                starts[k] = _U((first_row + pair_columns[p, k]) * alpha + nu) * stretch
+            first = (_U(pairs[p, 0] * alpha + nu) * _U(channels) + _U(channel)) * out_columns + offset
+            second = (_U(pairs[p, 1] * alpha + nu) * _U(channels) + _U(channel)) * out_columns + offset
+            _combine_pair(target, first, second, scratch, starts, pair_weights[p], width, pairs[p, 2], pairs[p, 3],
+                          stretch)
+        for xi in range(alpha):
+            if counts[xi] == 0:
+                continue
+            for k in range(counts[xi]):
+                starts[k] = _U((first_row + columns[xi, k]) * alpha + nu) * stretch
+            to = (_U(xi * alpha + nu) * _U(channels) + _U(channel)) * out_columns + offset
+            _combine(target, to, scratch, starts, weights[xi], counts[xi], stretch)
+
+
 @njit(cache=True, nogil=True)
 def input_transform(block, row_first, row_stop, tiles_w, pairs, pair_columns, pair_weights, width,
                     columns, weights, counts, rows, out):
@@ -404,36 +448,11 @@ def input_transform(block, row_first, row_stop, tiles_w, pairs, pair_columns, pa
     top = row_first * m
     for c in range(channels):
         for y in range((row_stop - 1 - row_first) * m + alpha):
-            row = (c * height + top + y) * m
-            for p in range(pairs.shape[0]):
-                for k in range(2 * width):
-                    b = pair_columns[p, k]
-                    starts[k] = _U(((row + b % m) * block_w + b // m) * lanes)
-                _combine_pair(scratch, _U(y * alpha + pairs[p, 0]) * stretch, _U(y * alpha + pairs[p, 1]) * stretch,
-                              source, starts, pair_weights[p], width, pairs[p, 2], pairs[p, 3], stretch)
-            for nu in range(alpha):
-                if counts[nu] == 0:
-                    continue
-                for k in range(counts[nu]):
-                    b = columns[nu, k]
-                    starts[k] = _U(((row + b % m) * block_w + b // m) * lanes)
-                _combine(scratch, _U(y * alpha + nu) * stretch, source, starts, weights[nu], counts[nu], stretch)
+            _transform_block_row(scratch, y, source, (c * height + top + y) * m, m, block_w, lanes, pairs,
+                                 pair_columns, pair_weights, width, columns, weights, counts, starts, stretch)
         for ti in range(row_stop - row_first):
-            for nu in range(alpha):
-                for p in range(pairs.shape[0]):
-                    for k in range(2 * width):
-                        starts[k] = _U((ti * m + pair_columns[p, k]) * alpha + nu) * stretch
-                    first = (_U(pairs[p, 0] * alpha + nu) * _U(channels) + _U(c)) * out_columns + _U(ti) * stretch
-                    second = (_U(pairs[p, 1] * alpha + nu) * _U(channels) + _U(c)) * out_columns + _U(ti) * stretch
-                    _combine_pair(target, first, second, scratch, starts, pair_weights[p], width, pairs[p, 2],
-                                  pairs[p, 3], stretch)
-                for xi in range(alpha):
-                    if counts[xi] == 0:
-                        continue
-                    for k in range(counts[xi]):
-                        starts[k] = _U((ti * m + columns[xi, k]) * alpha + nu) * stretch
-                    to = (_U(xi * alpha + nu) * _U(channels) + _U(c)) * out_columns + _U(ti) * stretch
-                    _combine(target, to, scratch, starts, weights[xi], counts[xi], stretch)
+            _transform_columns(target, c, channels, out_columns, _U(ti) * stretch, scratch, ti * m, pairs,
+                               pair_columns, pair_weights, width, columns, weights, counts, starts, stretch)
     return out
 
 
@@ -494,33 +513,11 @@ def gradient_transform(block, row_first, row_stop, tiles_w, pairs, pair_columns,
     for oc in range(channels):
         for ti in range(row_stop - row_first):
             for u in range(m):
-                y = (row_first + ti) * m + u
-                for p in range(pairs.shape[0]):
-                    for k in range(2 * width):
-                        starts[k] = _U(((oc * height + y) * m + pair_columns[p, k]) * block_w * lanes)
-                    _combine_pair(work, _U(u * alpha + pairs[p, 0]) * stretch, _U(u * alpha + pairs[p, 1]) * stretch,
-                                  source, starts, pair_weights[p], width, pairs[p, 2], pairs[p, 3], stretch)
-                for nu in range(alpha):
-                    if counts[nu] == 0:
-                        continue
-                    for k in range(counts[nu]):
-                        starts[k] = _U(((oc * height + y) * m + columns[nu, k]) * block_w * lanes)
-                    _combine(work, _U(u * alpha + nu) * stretch, source, starts, weights[nu], counts[nu], stretch)
-            for nu in range(alpha):
-                for p in range(pairs.shape[0]):
-                    for k in range(2 * width):
-                        starts[k] = _U(pair_columns[p, k] * alpha + nu) * stretch
-                    first = (_U(pairs[p, 0] * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
-                    second = (_U(pairs[p, 1] * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
-                    _combine_pair(target, first, second, work, starts, pair_weights[p], width, pairs[p, 2],
-                                  pairs[p, 3], stretch)
-                for xi in range(alpha):
-                    if counts[xi] == 0:
-                        continue
-                    for k in range(counts[xi]):
-                        starts[k] = _U(columns[xi, k] * alpha + nu) * stretch
-                    to = (_U(xi * alpha + nu) * _U(channels) + _U(oc)) * out_columns + _U(ti) * stretch
-                    _combine(target, to, work, starts, weights[xi], counts[xi], stretch)
+                row = (oc * height + (row_first + ti) * m + u) * m
+                _transform_block_row(work, u, source, row, m, block_w, lanes, pairs, pair_columns, pair_weights,
+                                     width, columns, weights, counts, starts, stretch)
+            _transform_columns(target, oc, channels, out_columns, _U(ti) * stretch, work, 0, pairs, pair_columns,
+                               pair_weights, width, columns, weights, counts, starts, stretch)
     return out
 
 
