@@ -562,7 +562,6 @@ class _Plan:
 
     def __init__(self, batch: int, channels: int, products_channels: int, height: int, width: int, r: int,
                  padding, dtype, workers: int = 1):
-        self.padding = padding
         self.out_h = height + 2 * padding[0] - r + 1
         self.out_w = width + 2 * padding[1] - r + 1
         self.m = m = tile_size(self.out_h, self.out_w, r)
